@@ -1,0 +1,72 @@
+//! The tantivy schema of an index, derived from its [`IndexConfig`], and the field handles the
+//! rest of the engine uses.
+
+use tantivy::schema::{
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions,
+};
+
+use crate::analyzer::{tokenizer_name, KEYWORD_TOKENIZER};
+use crate::config::{IndexConfig, KeyType, KEYWORD_SUFFIX};
+
+/// Field holding the heap tuple id (block << 16 | offset) of each document.
+pub const CTID_FIELD: &str = "_hybrid_ctid";
+/// Field holding the row's key value.
+pub const KEY_FIELD: &str = "_hybrid_key";
+
+/// Field handles of one index.
+#[derive(Debug, Clone)]
+pub struct Fields {
+    pub ctid: Field,
+    pub key: Field,
+    /// In the order of `IndexConfig::text_fields`.
+    pub text: Vec<Field>,
+    /// Keyword twins, same order; `None` where the field has none.
+    pub keyword: Vec<Option<Field>>,
+}
+
+/// Builds the schema of an index.
+pub fn build_schema(config: &IndexConfig) -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let ctid = b.add_u64_field(CTID_FIELD, NumericOptions::default().set_fast());
+    let key = match config.key_type {
+        KeyType::I64 => b.add_i64_field(KEY_FIELD, NumericOptions::default().set_fast()),
+        KeyType::Str => b.add_text_field(KEY_FIELD, TextOptions::default().set_fast("raw")),
+    };
+    let mut text = Vec::new();
+    let mut keyword = Vec::new();
+    for f in &config.text_fields {
+        let indexing = TextFieldIndexing::default()
+            .set_tokenizer(&tokenizer_name(f))
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions)
+            .set_fieldnorms(true);
+        text.push(b.add_text_field(&f.name, TextOptions::default().set_indexing_options(indexing)));
+        keyword.push(f.keyword.then(|| {
+            let indexing = TextFieldIndexing::default()
+                .set_tokenizer(KEYWORD_TOKENIZER)
+                .set_index_option(IndexRecordOption::Basic)
+                .set_fieldnorms(false);
+            b.add_text_field(
+                &format!("{}{KEYWORD_SUFFIX}", f.name),
+                TextOptions::default().set_indexing_options(indexing),
+            )
+        }));
+    }
+    (b.build(), Fields { ctid, key, text, keyword })
+}
+
+/// Field handles of an existing schema (as read back from a manifest).
+pub fn fields_of(schema: &Schema, config: &IndexConfig) -> Option<Fields> {
+    let ctid = schema.get_field(CTID_FIELD).ok()?;
+    let key = schema.get_field(KEY_FIELD).ok()?;
+    let mut text = Vec::new();
+    let mut keyword = Vec::new();
+    for f in &config.text_fields {
+        text.push(schema.get_field(&f.name).ok()?);
+        keyword.push(if f.keyword {
+            Some(schema.get_field(&format!("{}{KEYWORD_SUFFIX}", f.name)).ok()?)
+        } else {
+            None
+        });
+    }
+    Some(Fields { ctid, key, text, keyword })
+}

@@ -1,0 +1,71 @@
+//! The full-text index of one sidecar folder: writing segments, publishing them, searching them,
+//! applying VACUUM's deletions and merging.
+//!
+//! Documents are identified by the heap tuple id (`ctid`) they were made from; the heap decides
+//! visibility, so the index may hold entries for dead rows (until VACUUM) but must never miss a
+//! live one.
+
+pub mod maintenance;
+pub mod reader;
+pub mod snippet;
+pub mod writer;
+
+use tantivy::TantivyDocument;
+
+use crate::config::IndexConfig;
+use crate::schema::Fields;
+
+/// The value of a row's key column.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyValue {
+    I64(i64),
+    Str(String),
+}
+
+/// One row to index: its tuple id, key and text values (aligned with `IndexConfig::text_fields`;
+/// `None` for SQL NULL).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    pub ctid: u64,
+    pub key: KeyValue,
+    pub texts: Vec<Option<String>>,
+}
+
+impl Document {
+    /// Approximate heap size, for bounding pending buffers.
+    pub fn approx_bytes(&self) -> usize {
+        64 + self.texts.iter().map(|t| t.as_ref().map_or(0, |s| s.len())).sum::<usize>()
+            + match &self.key {
+                KeyValue::I64(_) => 0,
+                KeyValue::Str(s) => s.len(),
+            }
+    }
+
+    pub(crate) fn to_tantivy(&self, config: &IndexConfig, fields: &Fields) -> TantivyDocument {
+        let mut doc = TantivyDocument::new();
+        doc.add_u64(fields.ctid, self.ctid);
+        match &self.key {
+            KeyValue::I64(v) => doc.add_i64(fields.key, *v),
+            KeyValue::Str(s) => doc.add_text(fields.key, s),
+        }
+        for (i, text) in self.texts.iter().enumerate().take(config.text_fields.len()) {
+            if let Some(text) = text {
+                doc.add_text(fields.text[i], text);
+                if let Some(kw) = fields.keyword[i] {
+                    doc.add_text(kw, text);
+                }
+            }
+        }
+        doc
+    }
+}
+
+/// Packs a heap tuple id into the u64 stored in the index.
+pub fn pack_ctid(block: u32, offset: u16) -> u64 {
+    (u64::from(block) << 16) | u64::from(offset)
+}
+
+/// Unpacks a stored tuple id into (block, offset).
+pub fn unpack_ctid(ctid: u64) -> (u32, u16) {
+    ((ctid >> 16) as u32, (ctid & 0xffff) as u16)
+}

@@ -1,0 +1,275 @@
+//! Searching an index folder.
+//!
+//! A [`TextIndex`] is what one backend keeps open per index. Segment files are mmap'd, so the
+//! bytes live once in the page cache whatever the number of backends (invariant 6); the private
+//! part is the reader's small per-segment bookkeeping.
+//!
+//! Before each scan the caller calls [`TextIndex::refresh`]: one `stat` of the manifest; only
+//! when another process published a new one is it read and the searcher rebuilt. tantivy is
+//! handed exactly the manifest bytes we parsed, so our view and its view never disagree.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use tantivy::collector::{Collector, SegmentCollector, TopDocs};
+use tantivy::columnar::Column;
+use tantivy::query::Query;
+use tantivy::tokenizer::TextAnalyzer;
+use tantivy::{DocId, Index, IndexReader, ReloadPolicy, Score, Searcher, SegmentOrdinal, SegmentReader};
+
+use crate::analyzer::build_analyzer;
+use crate::config::IndexConfig;
+use crate::directory::{SidecarDirectory, MANIFEST_FILE};
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+use crate::query::{self, DefaultOperator};
+use crate::schema::{fields_of, Fields, CTID_FIELD};
+use crate::text::writer::open_tantivy;
+
+/// Identity of one version of the manifest file (it is replaced by rename, so a new version is a
+/// new inode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    ino: u64,
+    mtime_ns: i128,
+    size: u64,
+}
+
+fn stamp(path: &Path) -> Result<FileStamp> {
+    let md = std::fs::metadata(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::Missing {
+                path: path.parent().unwrap_or(path).to_path_buf(),
+                detail: format!("{MANIFEST_FILE} not found"),
+            }
+        } else {
+            Error::io("stat", path, e)
+        }
+    })?;
+    Ok(FileStamp {
+        ino: md.ino(),
+        mtime_ns: i128::from(md.mtime()) * 1_000_000_000 + i128::from(md.mtime_nsec()),
+        size: md.size(),
+    })
+}
+
+/// How many times opening a generation is retried when its files vanish under us (a concurrent
+/// merge published a newer generation and removed them).
+const OPEN_RETRIES: usize = 20;
+
+/// An open index folder.
+pub struct TextIndex {
+    dir: PathBuf,
+    directory: SidecarDirectory,
+    index: Index,
+    reader: IndexReader,
+    manifest: Manifest,
+    stamp: FileStamp,
+    fields: Fields,
+    analyzers: Vec<TextAnalyzer>,
+}
+
+impl TextIndex {
+    /// Opens the index in `dir`.
+    pub fn open(dir: &Path) -> Result<TextIndex> {
+        let mut last_err = None;
+        for _ in 0..OPEN_RETRIES {
+            let stamp = stamp(&dir.join(MANIFEST_FILE))?;
+            let bytes = std::fs::read(dir.join(MANIFEST_FILE))
+                .map_err(|e| Error::io("read", dir.join(MANIFEST_FILE), e))?;
+            let manifest = Manifest::parse(dir, &bytes)?;
+            let config = manifest.hybrid.config.clone();
+            let directory = SidecarDirectory::with_manifest(dir, bytes)?;
+            let index = open_tantivy(directory.clone(), &config)?;
+            let reader = match index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into() {
+                Ok(r) => r,
+                Err(e) => {
+                    last_err = Some(Error::from(e));
+                    continue;
+                }
+            };
+            let fields = fields_of(&index.schema(), &config).ok_or_else(|| Error::Corrupt {
+                path: dir.to_path_buf(),
+                detail: "schema does not match the index configuration".into(),
+            })?;
+            let analyzers =
+                config.text_fields.iter().map(build_analyzer).collect::<Result<Vec<_>>>()?;
+            return Ok(TextIndex {
+                dir: dir.to_path_buf(),
+                directory,
+                index,
+                reader,
+                manifest,
+                stamp,
+                fields,
+                analyzers,
+            });
+        }
+        Err(last_err.unwrap_or_else(|| Error::Tantivy("could not open index".into())))
+    }
+
+    /// Picks up a newer published generation, if any. Returns whether anything changed.
+    pub fn refresh(&mut self) -> Result<bool> {
+        let path = self.dir.join(MANIFEST_FILE);
+        let mut last_err = None;
+        for _ in 0..OPEN_RETRIES {
+            let now = stamp(&path)?;
+            if now == self.stamp {
+                return Ok(false);
+            }
+            let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+            let manifest = Manifest::parse(&self.dir, &bytes)?;
+            if manifest.hybrid.generation == self.manifest.hybrid.generation
+                && manifest.segments == self.manifest.segments
+            {
+                self.stamp = now;
+                return Ok(false);
+            }
+            self.directory.set_manifest(bytes);
+            match self.reader.reload() {
+                Ok(()) => {
+                    self.manifest = manifest;
+                    self.stamp = now;
+                    return Ok(true);
+                }
+                Err(e) => last_err = Some(Error::from(e)),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| Error::Tantivy("could not reload index".into())))
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The manifest this reader is at.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The index configuration.
+    pub fn config(&self) -> &IndexConfig {
+        &self.manifest.hybrid.config
+    }
+
+    /// Field handles.
+    pub fn fields(&self) -> &Fields {
+        &self.fields
+    }
+
+    /// A searcher over the current generation.
+    pub fn searcher(&self) -> Searcher {
+        self.reader.searcher()
+    }
+
+    /// The tantivy index.
+    pub fn tantivy_index(&self) -> &Index {
+        &self.index
+    }
+
+    /// Parses and compiles a query. `default_field` is the position of the text field a bare
+    /// term searches (the column left of `@@@`); `None` searches every text field.
+    pub fn compile(
+        &self,
+        text: &str,
+        default_field: Option<usize>,
+        default_op: DefaultOperator,
+    ) -> Result<Box<dyn Query>> {
+        let ast = query::parse(text, default_op)?;
+        let ctx = query::compile::Context {
+            config: self.config(),
+            fields: &self.fields,
+            analyzers: &self.analyzers,
+            default_field,
+            query_text: text,
+        };
+        query::compile::compile(&ast, &ctx)
+    }
+
+    /// The tuple ids of every live document matching `query`, in no particular order.
+    pub fn matching_ctids(&self, query: &dyn Query) -> Result<Vec<u64>> {
+        let searcher = self.searcher();
+        let segs = searcher.search(query, &CtidCollector { scored: false })?;
+        Ok(segs.into_iter().flatten().map(|(_, c)| c).collect())
+    }
+
+    /// Every match with its BM25 score, in no particular order.
+    pub fn scored_ctids(&self, query: &dyn Query) -> Result<Vec<(Score, u64)>> {
+        let searcher = self.searcher();
+        let segs = searcher.search(query, &CtidCollector { scored: true })?;
+        Ok(segs.into_iter().flatten().collect())
+    }
+
+    /// The best `limit` matches after skipping `offset`, by descending score (ties by document
+    /// address, so repeated calls on one generation page consistently).
+    pub fn top_ctids(&self, query: &dyn Query, limit: usize, offset: usize) -> Result<Vec<(Score, u64)>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let searcher = self.searcher();
+        let top = searcher.search(query, &TopDocs::with_limit(limit).and_offset(offset).order_by_score())?;
+        let mut columns: Vec<Option<Column<u64>>> = vec![None; searcher.segment_readers().len()];
+        let mut out = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let col = match &mut columns[addr.segment_ord as usize] {
+                Some(c) => c,
+                slot => slot.insert(ctid_column(searcher.segment_reader(addr.segment_ord))?),
+            };
+            if let Some(ctid) = col.first(addr.doc_id) {
+                out.push((score, ctid));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Tuple ids of every live document in the index (for `hybrid.verify`).
+    pub fn all_ctids(&self) -> Result<Vec<u64>> {
+        self.matching_ctids(&tantivy::query::AllQuery)
+    }
+}
+
+fn ctid_column(reader: &SegmentReader) -> Result<Column<u64>> {
+    Ok(reader.fast_fields().u64(CTID_FIELD)?)
+}
+
+/// Collects (score, ctid) of every live match.
+struct CtidCollector {
+    scored: bool,
+}
+
+struct CtidSegmentCollector {
+    column: Column<u64>,
+    out: Vec<(Score, u64)>,
+}
+
+impl Collector for CtidCollector {
+    type Fruit = Vec<Vec<(Score, u64)>>;
+    type Child = CtidSegmentCollector;
+
+    fn for_segment(&self, _ord: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<Self::Child> {
+        Ok(CtidSegmentCollector { column: reader.fast_fields().u64(CTID_FIELD)?, out: Vec::new() })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        self.scored
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Vec<(Score, u64)>>) -> tantivy::Result<Self::Fruit> {
+        Ok(fruits)
+    }
+}
+
+impl SegmentCollector for CtidSegmentCollector {
+    type Fruit = Vec<(Score, u64)>;
+
+    fn collect(&mut self, doc: DocId, score: Score) {
+        if let Some(ctid) = self.column.first(doc) {
+            self.out.push((score, ctid));
+        }
+    }
+
+    fn harvest(self) -> Self::Fruit {
+        self.out
+    }
+}
