@@ -1,2 +1,46 @@
+//! pg_hybrid: BM25 full-text search (tantivy) and vector search in a Postgres index.
+//!
+//! This crate is the Postgres side: the access method (`am`), the ranked search scan (`scan`),
+//! transaction bookkeeping (`xact`), the control plane (`catalog`), SQL functions (`api`) and
+//! background workers (`workers`). Everything that does not need Postgres lives in the
+//! `hybrid_engine` crate (`src/engine`).
+
 use pgrx::prelude::*;
+
+mod am;
+mod api;
+mod catalog;
+mod error;
+mod gucs;
+mod hooks;
+mod layout;
+mod sidecar;
+mod xact;
+
 ::pgrx::pg_module_magic!(name, version);
+
+pgrx::extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
+pgrx::extension_sql_file!(
+    "../sql/access_method.sql",
+    name = "access_method",
+    requires = [am::handler::hybrid_handler, api::search::hybrid::search_text]
+);
+
+#[pg_guard]
+pub extern "C-unwind" fn _PG_init() {
+    gucs::init();
+    am::options::init();
+    xact::init();
+    hooks::init();
+}
+
+/// Honours query cancellation and termination (raises an ERROR if one is pending).
+pub fn check_for_interrupts() {
+    pg_sys::check_for_interrupts!();
+}
+
+/// Sleeps briefly while waiting for a lock another process holds, staying cancellable.
+pub fn wait_a_little() {
+    check_for_interrupts();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+}

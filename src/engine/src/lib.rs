@@ -16,3 +16,4 @@ pub mod schema;
 pub mod text;
 
 pub use error::{Error, Result};
+pub use tantivy;

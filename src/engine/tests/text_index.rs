@@ -57,6 +57,7 @@ fn build(dir: &PathBuf, cfg: &IndexConfig) -> Manifest {
 }
 
 fn keys(idx: &TextIndex, q: &str, field: Option<usize>) -> Vec<u64> {
+    let idx = idx.snapshot();
     let query = idx.compile(q, field, DefaultOperator::Or).unwrap();
     let mut v: Vec<u64> = idx.matching_ctids(&*query).unwrap().into_iter().map(|c| (c >> 16) - 1).collect();
     v.sort();
@@ -94,7 +95,7 @@ fn build_and_search_every_query_form() {
 fn errors_carry_positions_and_hints() {
     let dir = tempdir("errors");
     build(&dir, &config(None));
-    let idx = TextIndex::open(&dir).unwrap();
+    let idx = TextIndex::open(&dir).unwrap().snapshot();
     match idx.compile("postgres AND (rust", Some(1), DefaultOperator::Or) {
         Err(Error::QuerySyntax { position, .. }) => assert_eq!(position, 14),
         Err(e) => panic!("{e}"),
@@ -130,8 +131,8 @@ fn scores_do_not_depend_on_segmentation() {
         publish_segments(&many, vec![b.finish().unwrap().unwrap()]).unwrap();
     }
     assert_eq!(Manifest::read(&many).unwrap().segments.len(), CORPUS.len());
-    let a = TextIndex::open(&one).unwrap();
-    let b = TextIndex::open(&many).unwrap();
+    let a = TextIndex::open(&one).unwrap().snapshot();
+    let b = TextIndex::open(&many).unwrap().snapshot();
     for q in ["rust", "postgres index", "\"access method\"", "search OR engine"] {
         let qa = a.compile(q, Some(1), DefaultOperator::Or).unwrap();
         let qb = b.compile(q, Some(1), DefaultOperator::Or).unwrap();
@@ -151,7 +152,7 @@ fn scores_do_not_depend_on_segmentation() {
 fn top_k_pages_by_descending_score() {
     let dir = tempdir("topk");
     build(&dir, &config(None));
-    let idx = TextIndex::open(&dir).unwrap();
+    let idx = TextIndex::open(&dir).unwrap().snapshot();
     let q = idx.compile("postgres rust search", Some(1), DefaultOperator::Or).unwrap();
     let all = idx.top_ctids(&*q, 100, 0).unwrap();
     assert!(all.windows(2).all(|w| w[0].0 >= w[1].0));
@@ -207,7 +208,7 @@ fn deletes_then_merge_shrink_the_index_and_readers_follow() {
 fn snippets_highlight_query_words() {
     let dir = tempdir("snip");
     build(&dir, &config(None));
-    let idx = TextIndex::open(&dir).unwrap();
+    let idx = TextIndex::open(&dir).unwrap().snapshot();
     let q = idx.compile("rust extensions", Some(1), DefaultOperator::Or).unwrap();
     let s = Snippets::new(&idx, &*q, 1, 150).unwrap();
     let out = s.render(CORPUS[2].1, "<b>", "</b>");

@@ -315,3 +315,11 @@ fn fuzzy_query(ctx: &Context<'_>, target: Target, text: &str, distance: u8) -> R
         _ => Some(Box::new(BooleanQuery::new(qs))),
     })
 }
+
+/// All of `queries` must match (several `@@@` conditions on one index).
+pub fn conjunction(mut queries: Vec<Box<dyn Query>>) -> Box<dyn Query> {
+    if queries.len() == 1 {
+        return queries.pop().expect("one query");
+    }
+    Box::new(BooleanQuery::new(queries.into_iter().map(|q| (Occur::Must, q)).collect()))
+}

@@ -3,6 +3,7 @@
 
 pub mod ast;
 pub mod compile;
+pub mod eval;
 pub mod parser;
 pub mod prefix;
 

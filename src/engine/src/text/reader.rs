@@ -10,6 +10,7 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tantivy::collector::{Collector, SegmentCollector, TopDocs};
 use tantivy::columnar::Column;
@@ -66,7 +67,7 @@ pub struct TextIndex {
     manifest: Manifest,
     stamp: FileStamp,
     fields: Fields,
-    analyzers: Vec<TextAnalyzer>,
+    analyzers: Arc<Vec<TextAnalyzer>>,
 }
 
 impl TextIndex {
@@ -93,7 +94,7 @@ impl TextIndex {
                 detail: "schema does not match the index configuration".into(),
             })?;
             let analyzers =
-                config.text_fields.iter().map(build_analyzer).collect::<Result<Vec<_>>>()?;
+                Arc::new(config.text_fields.iter().map(build_analyzer).collect::<Result<Vec<_>>>()?);
             return Ok(TextIndex {
                 dir: dir.to_path_buf(),
                 directory,
@@ -148,6 +149,38 @@ impl TextIndex {
         &self.manifest
     }
 
+    /// The tantivy index.
+    pub fn tantivy_index(&self) -> &Index {
+        &self.index
+    }
+
+    /// A consistent view of the current generation, independent of later refreshes. Cheap:
+    /// reference-counted handles only.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            searcher: self.reader.searcher(),
+            manifest: Arc::new(self.manifest.clone()),
+            fields: self.fields.clone(),
+            analyzers: self.analyzers.clone(),
+        }
+    }
+}
+
+/// One generation of an index, as a scan sees it from start to end.
+#[derive(Clone)]
+pub struct Snapshot {
+    searcher: Searcher,
+    manifest: Arc<Manifest>,
+    fields: Fields,
+    analyzers: Arc<Vec<TextAnalyzer>>,
+}
+
+impl Snapshot {
+    /// The manifest of this generation.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
     /// The index configuration.
     pub fn config(&self) -> &IndexConfig {
         &self.manifest.hybrid.config
@@ -158,14 +191,9 @@ impl TextIndex {
         &self.fields
     }
 
-    /// A searcher over the current generation.
-    pub fn searcher(&self) -> Searcher {
-        self.reader.searcher()
-    }
-
-    /// The tantivy index.
-    pub fn tantivy_index(&self) -> &Index {
-        &self.index
+    /// The tantivy searcher of this generation.
+    pub fn searcher(&self) -> &Searcher {
+        &self.searcher
     }
 
     /// Parses and compiles a query. `default_field` is the position of the text field a bare
@@ -189,15 +217,13 @@ impl TextIndex {
 
     /// The tuple ids of every live document matching `query`, in no particular order.
     pub fn matching_ctids(&self, query: &dyn Query) -> Result<Vec<u64>> {
-        let searcher = self.searcher();
-        let segs = searcher.search(query, &CtidCollector { scored: false })?;
+        let segs = self.searcher.search(query, &CtidCollector { scored: false })?;
         Ok(segs.into_iter().flatten().map(|(_, c)| c).collect())
     }
 
     /// Every match with its BM25 score, in no particular order.
     pub fn scored_ctids(&self, query: &dyn Query) -> Result<Vec<(Score, u64)>> {
-        let searcher = self.searcher();
-        let segs = searcher.search(query, &CtidCollector { scored: true })?;
+        let segs = self.searcher.search(query, &CtidCollector { scored: true })?;
         Ok(segs.into_iter().flatten().collect())
     }
 
@@ -207,7 +233,7 @@ impl TextIndex {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let searcher = self.searcher();
+        let searcher = &self.searcher;
         let top = searcher.search(query, &TopDocs::with_limit(limit).and_offset(offset).order_by_score())?;
         let mut columns: Vec<Option<Column<u64>>> = vec![None; searcher.segment_readers().len()];
         let mut out = Vec::with_capacity(top.len());

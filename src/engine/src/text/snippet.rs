@@ -7,7 +7,7 @@ use tantivy::query::Query;
 use tantivy::snippet::SnippetGenerator;
 
 use crate::error::Result;
-use crate::text::reader::TextIndex;
+use crate::text::reader::Snapshot;
 
 /// Makes snippets of one field for one query.
 pub struct Snippets {
@@ -17,9 +17,8 @@ pub struct Snippets {
 
 impl Snippets {
     /// Prepares snippets of the text field at `field` for `query` on `index`.
-    pub fn new(index: &TextIndex, query: &dyn Query, field: usize, max_chars: usize) -> Result<Snippets> {
-        let searcher = index.searcher();
-        let mut generator = SnippetGenerator::create(&searcher, query, index.fields().text[field])?;
+    pub fn new(index: &Snapshot, query: &dyn Query, field: usize, max_chars: usize) -> Result<Snippets> {
+        let mut generator = SnippetGenerator::create(index.searcher(), query, index.fields().text[field])?;
         generator.set_max_num_chars(max_chars);
         Ok(Snippets { generator, max_chars })
     }

@@ -1,0 +1,159 @@
+//! `ambuild`: CREATE INDEX, REINDEX, TRUNCATE and VACUUM FULL.
+//!
+//! Every build writes a brand-new folder named after the index's new relfilenode. The folder is
+//! removed if the transaction aborts; folders of the same index at older relfilenodes are
+//! removed once it commits. The backend scans the heap and hands rows to tantivy's indexing
+//! threads, which tokenise and write segments without ever calling Postgres. Progress shows in
+//! `pg_stat_progress_create_index` (blocks scanned, rows done), and the scan can be cancelled.
+
+use std::path::{Path, PathBuf};
+
+use hybrid_engine::config::IndexConfig;
+use hybrid_engine::manifest::{Identity, Manifest};
+use hybrid_engine::text::writer::IndexBuilder;
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+
+use crate::am::options;
+use crate::error::{raise_with, OrRaise};
+use crate::layout::{self, Layout};
+use crate::{catalog, gucs, sidecar, xact};
+
+/// Build sub-phases shown in pg_stat_progress_create_index (1 is Postgres' "initializing").
+const PHASE_SCAN: i64 = 2;
+const PHASE_WRITE: i64 = 3;
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn ambuildphasename(phase: i64) -> *mut std::ffi::c_char {
+    let name: &'static std::ffi::CStr = match phase {
+        PHASE_SCAN => c"scanning table and tokenising",
+        PHASE_WRITE => c"writing and merging segments",
+        _ => return std::ptr::null_mut(),
+    };
+    name.as_ptr() as *mut _
+}
+
+struct BuildState {
+    builder: IndexBuilder,
+    layout: Layout,
+    rows: u64,
+}
+
+/// Validates the index definition and returns its config.
+///
+/// # Safety
+/// `heap` and `index` must be valid, open relations.
+unsafe fn config_of(heap: pg_sys::Relation, index: pg_sys::Relation) -> IndexConfig {
+    if (*(*heap).rd_rel).relpersistence == pg_sys::RELPERSISTENCE_UNLOGGED as std::ffi::c_char {
+        raise_with(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "hybrid indexes are not supported on unlogged tables",
+            Some("after a crash Postgres empties unlogged tables, and the index files would still name their rows; use a logged table".into()),
+        );
+    }
+    let opts = options::read(index);
+    let cols: Vec<_> = layout::column_specs(index).into_iter().map(|(c, _)| c).collect();
+    IndexConfig::from_create_index(&cols, opts.key_field.as_deref(), opts.fields.as_deref()).or_raise()
+}
+
+/// Schedules removal, at commit, of folders of this index at other relfilenodes.
+fn schedule_old_folders(index_oid: u32, new_dir: &Path) {
+    let Some(db_dir) = new_dir.parent() else { return };
+    let Ok(entries) = std::fs::read_dir(db_dir) else { return };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path == new_dir || e.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if let Ok(m) = Manifest::read(&path) {
+            if m.hybrid.identity.index_oid == index_oid {
+                xact::remove_on_commit(path);
+            }
+        }
+    }
+}
+
+fn build_threads() -> usize {
+    match gucs::BUILD_THREADS.get() {
+        n if n > 0 => n as usize,
+        _ => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).min(8),
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn ambuild(
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    index_info: *mut pg_sys::IndexInfo,
+) -> *mut pg_sys::IndexBuildResult {
+    let config = config_of(heap, index);
+    let dir: PathBuf = sidecar::index_dir(index);
+    let index_oid = (*index).rd_id.to_u32();
+    schedule_old_folders(index_oid, &dir);
+    xact::remove_on_abort(dir.clone());
+    sidecar::forget(&dir);
+    layout::forget(&dir);
+
+    let identity =
+        Identity { index_oid, created_xid: pg_sys::GetTopFullTransactionId().value };
+    let budget = (pg_sys::maintenance_work_mem.max(64 * 1024) as usize) * 1024;
+    let builder = IndexBuilder::create(&dir, &config, &identity, build_threads(), budget).or_raise();
+    let mut state = BuildState { builder, layout: layout::layout_for(index, &config), rows: 0 };
+
+    pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, PHASE_SCAN);
+    let heap_tuples = pg_sys::table_index_build_scan(
+        heap,
+        index,
+        index_info,
+        true,
+        true,
+        Some(build_callback),
+        (&mut state as *mut BuildState).cast(),
+        std::ptr::null_mut(),
+    );
+    pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, PHASE_WRITE);
+    let rows = state.rows;
+    let manifest = state.builder.finish().or_raise();
+    catalog::indexes::register(heap, index, &manifest.hybrid.config);
+    pgrx::debug1!(
+        "pg_hybrid: built index at {} with {} rows in {} segments",
+        dir.display(),
+        rows,
+        manifest.segments.len()
+    );
+
+    let mut result = PgBox::<pg_sys::IndexBuildResult>::alloc0();
+    result.heap_tuples = heap_tuples;
+    result.index_tuples = rows as f64;
+    result.into_pg()
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn build_callback(
+    _index: pg_sys::Relation,
+    tid: pg_sys::ItemPointer,
+    values: *mut pg_sys::Datum,
+    isnull: *mut bool,
+    _tuple_is_alive: bool,
+    state: *mut std::ffi::c_void,
+) {
+    // Rows that are dead to some snapshots but not all are indexed too: the heap decides what a
+    // scan sees.
+    let state = &mut *(state as *mut BuildState);
+    let doc = layout::document(&state.layout, values, isnull, tid);
+    state.builder.add(&doc).or_raise();
+    state.rows += 1;
+    if state.rows % 1024 == 0 {
+        crate::check_for_interrupts();
+        pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_TUPLES_DONE as i32, state.rows as i64);
+    }
+}
+
+#[pg_guard]
+pub unsafe extern "C-unwind" fn ambuildempty(_index: pg_sys::Relation) {
+    raise_with(
+        PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+        "hybrid indexes are not supported on unlogged tables",
+        None,
+    );
+}

@@ -1,0 +1,196 @@
+//! Administration: what an index holds, and whether it agrees with its table.
+
+use pgrx::prelude::*;
+
+#[pg_schema]
+mod hybrid {
+    use std::collections::HashSet;
+
+    use hybrid_engine::manifest::Manifest;
+    use hybrid_engine::text::maintenance;
+    use pgrx::prelude::*;
+    use pgrx::{PgRelation, PgSqlErrorCode};
+
+    use crate::am::hybrid_am_oid;
+    use crate::error::{raise_with, OrRaise};
+    use crate::{layout, sidecar, xact};
+
+    /// Checks that `rel` is a hybrid index.
+    pub(crate) fn check_hybrid_index(rel: &PgRelation) {
+        let ok = rel.is_index() && unsafe { (*rel.rd_rel).relam } == hybrid_am_oid();
+        if !ok {
+            raise_with(
+                PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+                format!("\"{}\" is not a hybrid index", rel.name()),
+                Some("pass an index created with USING hybrid".into()),
+            );
+        }
+    }
+
+    /// What an index holds: live and deleted documents, segments, bytes on disk, its folder
+    /// and its generation (bumped by every change published).
+    #[pg_extern(volatile, strict)]
+    fn index_info(
+        index: PgRelation,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(documents, i64),
+            name!(deleted_documents, i64),
+            name!(segments, i32),
+            name!(bytes, i64),
+            name!(directory, String),
+            name!(generation, i64),
+        ),
+    > {
+        check_hybrid_index(&index);
+        let rel = index;
+        // SAFETY: rel is an open index relation.
+        let dir = unsafe { sidecar::index_dir(rel.as_ptr()) };
+        xact::flush(&dir);
+        let m = Manifest::read(&dir).or_raise();
+        let bytes = hybrid_engine::fsutil::dir_size(&dir).unwrap_or(0);
+        TableIterator::once((
+            m.num_docs() as i64,
+            m.num_deleted() as i64,
+            m.segments.len() as i32,
+            bytes as i64,
+            dir.display().to_string(),
+            m.hybrid.generation as i64,
+        ))
+    }
+
+    /// Merges all segments of an index into one, dropping deleted entries. Returns whether
+    /// anything was merged.
+    #[pg_extern(volatile, strict)]
+    fn force_merge(index: PgRelation) -> bool {
+        check_hybrid_index(&index);
+        let rel = index;
+        // SAFETY: rel is an open index relation.
+        let dir = unsafe { sidecar::index_dir(rel.as_ptr()) };
+        xact::flush(&dir);
+        let _lock = maintenance::lock_maintenance(&dir, crate::wait_a_little).or_raise();
+        maintenance::merge_all(&dir).or_raise()
+    }
+
+    struct VerifyState {
+        visible: Vec<u64>,
+    }
+
+    #[pg_guard]
+    unsafe extern "C-unwind" fn collect_visible(
+        _index: pg_sys::Relation,
+        tid: pg_sys::ItemPointer,
+        _values: *mut pg_sys::Datum,
+        _isnull: *mut bool,
+        _alive: bool,
+        state: *mut std::ffi::c_void,
+    ) {
+        let st = &mut *(state as *mut VerifyState);
+        st.visible.push(layout::tid_to_u64(tid));
+        if st.visible.len() % 4096 == 0 {
+            crate::check_for_interrupts();
+        }
+    }
+
+    /// Whether the tuple id `ctid` still holds a tuple (visible or not) in `heap`: false when
+    /// its line pointer is unused or past the end of the table, which an index entry must
+    /// never name (VACUUM removes entries before freeing line pointers).
+    unsafe fn tid_in_use(heap: pg_sys::Relation, nblocks: u32, ctid: u64) -> bool {
+        let (block, offset) = hybrid_engine::text::unpack_ctid(ctid);
+        if block >= nblocks || offset == 0 {
+            return false;
+        }
+        let buf = pg_sys::ReadBufferExtended(
+            heap,
+            pg_sys::ForkNumber::MAIN_FORKNUM,
+            block,
+            pg_sys::ReadBufferMode::RBM_NORMAL,
+            std::ptr::null_mut(),
+        );
+        pg_sys::LockBuffer(buf, pg_sys::BUFFER_LOCK_SHARE as i32);
+        let page = pg_sys::BufferGetPage(buf);
+        let in_use = if offset > pg_sys::PageGetMaxOffsetNumber(page) {
+            false
+        } else {
+            let item = pg_sys::PageGetItemId(page, offset);
+            (*item).lp_flags() != pg_sys::LP_UNUSED
+        };
+        pg_sys::UnlockReleaseBuffer(buf);
+        in_use
+    }
+
+    /// Compares an index with its table under the current snapshot.
+    ///
+    /// - `missing`: rows visible to the snapshot that the index lacks (must be 0);
+    /// - `gone`: index entries naming a tuple id that holds no tuple (must be 0);
+    /// - `not_visible`: entries of rows invisible to the snapshot (deleted rows not yet vacuumed,
+    ///   aborted or in-progress inserts): harmless, removed by VACUUM.
+    #[pg_extern(volatile, strict)]
+    fn verify(
+        index: PgRelation,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(visible_rows, i64),
+            name!(index_entries, i64),
+            name!(missing, i64),
+            name!(gone, i64),
+            name!(not_visible, i64),
+            name!(ok, bool),
+        ),
+    > {
+        check_hybrid_index(&index);
+        let rel = index;
+        // SAFETY: every pointer below comes from Postgres for relations we hold locks on.
+        unsafe {
+            let heap_oid = (*rel.rd_index).indrelid;
+            let heap = pg_sys::table_open(heap_oid, pg_sys::AccessShareLock as _);
+            let dir = sidecar::index_dir(rel.as_ptr());
+            xact::flush(&dir);
+            let snap = sidecar::snapshot(&dir).or_raise();
+            let entries: HashSet<u64> = snap.all_ctids().or_raise().into_iter().collect();
+
+            let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot());
+            let scan = pg_sys::table_beginscan_strat(heap, snapshot, 0, std::ptr::null_mut(), true, true);
+            let index_info = pg_sys::BuildIndexInfo(rel.as_ptr());
+            let mut st = VerifyState { visible: Vec::new() };
+            pg_sys::table_index_build_scan(
+                heap,
+                rel.as_ptr(),
+                index_info,
+                true,
+                false,
+                Some(collect_visible),
+                (&mut st as *mut VerifyState).cast(),
+                scan,
+            );
+            pg_sys::UnregisterSnapshot(snapshot);
+
+            let visible: HashSet<u64> = st.visible.iter().copied().collect();
+            let missing = visible.iter().filter(|c| !entries.contains(c)).count() as i64;
+            let nblocks = pg_sys::RelationGetNumberOfBlocksInFork(heap, pg_sys::ForkNumber::MAIN_FORKNUM);
+            let mut gone = 0i64;
+            let mut not_visible = 0i64;
+            for (i, c) in entries.iter().filter(|c| !visible.contains(c)).enumerate() {
+                if i % 1024 == 0 {
+                    crate::check_for_interrupts();
+                }
+                if tid_in_use(heap, nblocks, *c) {
+                    not_visible += 1;
+                } else {
+                    gone += 1;
+                }
+            }
+            pg_sys::table_close(heap, pg_sys::AccessShareLock as _);
+            TableIterator::once((
+                visible.len() as i64,
+                entries.len() as i64,
+                missing,
+                gone,
+                not_visible,
+                missing == 0 && gone == 0,
+            ))
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! What a transaction owes its hybrid indexes, and the callbacks that pay it.
+//!
+//! - **Pending rows.** `aminsert` only buffers (tuple id, values) per index. The buffer is written
+//!   as one segment and published at pre-commit, before the commit record (invariant 3: a
+//!   committed row is always in the index), before any scan of that index by this transaction
+//!   (invariant 4: read your own writes) and whenever it outgrows `hybrid.pending_limit`.
+//!   Rows published early by a transaction that then aborts are harmless: the heap says they are
+//!   invisible, and VACUUM removes their entries.
+//! - **Rows of a rolled-back savepoint** are dropped from the buffer at once. This matters: VACUUM
+//!   may free their tuple ids while this transaction still runs, and an entry published later
+//!   for such a tuple id could name an unrelated row.
+//! - **Folder actions.** A build makes a new folder (removed if the transaction or savepoint
+//!   aborts); REINDEX, TRUNCATE, VACUUM FULL and DROP schedule the old folder's removal for
+//!   after commit. Before commit nothing is removed, so an abort finds everything in place.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+
+use hybrid_engine::manifest::Manifest;
+use hybrid_engine::text::maintenance::{self, MergePolicy};
+use hybrid_engine::text::writer::{publish_segments, SegmentBuilder};
+use hybrid_engine::text::Document;
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+
+use crate::error::{raise_with, OrRaise};
+use crate::{gucs, layout, sidecar};
+
+/// Largest merge a committing transaction does itself; bigger ones are left to VACUUM,
+/// `hybrid.force_merge` and the merge worker.
+const INLINE_MERGE_MAX_DOCS: u64 = 50_000;
+
+struct Pending {
+    dir: PathBuf,
+    docs: Vec<(pg_sys::SubTransactionId, Document)>,
+    bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum When {
+    Commit,
+    Abort,
+}
+
+struct FolderAction {
+    path: PathBuf,
+    when: When,
+    subxact: pg_sys::SubTransactionId,
+}
+
+#[derive(Default)]
+struct State {
+    pending: Vec<Pending>,
+    actions: Vec<FolderAction>,
+    /// Indexes this transaction published segments to (candidates for an inline merge).
+    written: Vec<PathBuf>,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::new(State::default());
+}
+
+/// Registers the transaction callbacks. Called once per process from `_PG_init`.
+pub fn init() {
+    // SAFETY: registering process-lifetime callbacks with no argument.
+    unsafe {
+        pg_sys::RegisterXactCallback(Some(xact_callback), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(subxact_callback), std::ptr::null_mut());
+    }
+}
+
+fn current_subxact() -> pg_sys::SubTransactionId {
+    // SAFETY: plain accessor of the current transaction state.
+    unsafe { pg_sys::GetCurrentSubTransactionId() }
+}
+
+/// Buffers one row for the index in `dir`; writes the buffer out early if it grew too big.
+pub fn add_document(dir: &Path, doc: Document) {
+    let limit = gucs::PENDING_LIMIT_KB.get().max(1024) as usize * 1024;
+    let sub = current_subxact();
+    let over = STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        let pos = match s.pending.iter().position(|p| p.dir == dir) {
+            Some(i) => i,
+            None => {
+                s.pending.push(Pending { dir: dir.to_path_buf(), docs: Vec::new(), bytes: 0 });
+                s.pending.len() - 1
+            }
+        };
+        let p = &mut s.pending[pos];
+        p.bytes += doc.approx_bytes();
+        p.docs.push((sub, doc));
+        p.bytes > limit
+    });
+    if over {
+        flush(dir);
+    }
+}
+
+/// Writes and publishes the buffered rows of the index in `dir`, if any.
+pub fn flush(dir: &Path) {
+    let taken = STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        let pos = s.pending.iter().position(|p| p.dir == dir)?;
+        let p = &mut s.pending[pos];
+        if p.docs.is_empty() {
+            return None;
+        }
+        p.bytes = 0;
+        Some(std::mem::take(&mut p.docs))
+    });
+    let Some(docs) = taken else { return };
+    write_segment(dir, &docs).or_raise();
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        if !s.written.iter().any(|w| w == dir) {
+            s.written.push(dir.to_path_buf());
+        }
+    });
+}
+
+fn write_segment(dir: &Path, docs: &[(pg_sys::SubTransactionId, Document)]) -> hybrid_engine::Result<()> {
+    let current = Manifest::read(dir)?;
+    let bytes: usize = docs.iter().map(|(_, d)| d.approx_bytes()).sum();
+    let mut builder = SegmentBuilder::new(dir, &current, bytes.saturating_mul(4))?;
+    for (_, d) in docs {
+        builder.add(d)?;
+    }
+    if let Some(staged) = builder.finish()? {
+        publish_segments(dir, vec![staged])?;
+    }
+    Ok(())
+}
+
+fn flush_all() {
+    let dirs: Vec<PathBuf> = STATE.with(|s| s.borrow().pending.iter().map(|p| p.dir.clone()).collect());
+    for d in dirs {
+        flush(&d);
+    }
+}
+
+/// Removes `path` if the current (sub)transaction aborts.
+pub fn remove_on_abort(path: PathBuf) {
+    let subxact = current_subxact();
+    STATE.with(|s| s.borrow_mut().actions.push(FolderAction { path, when: When::Abort, subxact }));
+}
+
+/// Removes `path` once the transaction has committed.
+pub fn remove_on_commit(path: PathBuf) {
+    let subxact = current_subxact();
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        if !s.actions.iter().any(|a| a.path == path && a.when == When::Commit) {
+            s.actions.push(FolderAction { path, when: When::Commit, subxact });
+        }
+    });
+}
+
+fn remove_folder(path: &Path) {
+    sidecar::forget(path);
+    sidecar::forget_under(path);
+    layout::forget(path);
+    if let Err(e) = hybrid_engine::fsutil::remove_dir_durably(path) {
+        pgrx::warning!("pg_hybrid: could not remove \"{}\": {e}", path.display());
+    }
+}
+
+/// Small merges of the indexes this transaction wrote to, if nobody else is merging them.
+/// Failures are reported as warnings: the transaction's own work is already durable.
+fn merge_written() {
+    let written = STATE.with(|s| std::mem::take(&mut s.borrow_mut().written));
+    if !gucs::INLINE_MERGE.get() {
+        return;
+    }
+    let policy = MergePolicy { merge_factor: gucs::MERGE_FACTOR.get() as usize, ..Default::default() };
+    for dir in written {
+        let result = (|| -> hybrid_engine::Result<()> {
+            let Some(_lock) = maintenance::try_lock_maintenance(&dir)? else { return Ok(()) };
+            let m = Manifest::read(&dir)?;
+            for group in policy.plan(&m) {
+                let docs: u64 = m
+                    .segments
+                    .iter()
+                    .filter(|s| group.contains(&s.segment_id))
+                    .map(|s| u64::from(s.max_doc))
+                    .sum();
+                if docs <= INLINE_MERGE_MAX_DOCS {
+                    maintenance::merge(&dir, &group)?;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            pgrx::warning!("pg_hybrid: merging segments of \"{}\" failed: {e}", dir.display());
+        }
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    use pg_sys::XactEvent::*;
+    match event {
+        XACT_EVENT_PRE_COMMIT | XACT_EVENT_PARALLEL_PRE_COMMIT => {
+            flush_all();
+            merge_written();
+        }
+        XACT_EVENT_PRE_PREPARE => {
+            flush_all();
+            let has_actions = STATE.with(|s| !s.borrow().actions.is_empty());
+            if has_actions {
+                raise_with(
+                    PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+                    "cannot PREPARE a transaction that built, rebuilt or dropped a hybrid index",
+                    Some("run the DDL in an ordinary transaction".into()),
+                );
+            }
+        }
+        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT | XACT_EVENT_PREPARE => {
+            let actions = STATE.with(|s| {
+                let mut s = s.borrow_mut();
+                s.pending.clear();
+                s.written.clear();
+                std::mem::take(&mut s.actions)
+            });
+            for a in actions.iter().filter(|a| a.when == When::Commit) {
+                remove_folder(&a.path);
+            }
+        }
+        XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => {
+            let actions = STATE.with(|s| {
+                let mut s = s.borrow_mut();
+                s.pending.clear();
+                s.written.clear();
+                std::mem::take(&mut s.actions)
+            });
+            for a in actions.iter().filter(|a| a.when == When::Abort) {
+                remove_folder(&a.path);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn subxact_callback(
+    event: pg_sys::SubXactEvent::Type,
+    my_subid: pg_sys::SubTransactionId,
+    _parent_subid: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event != pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        return;
+    }
+    // Subtransaction ids grow within a transaction, and everything started after the aborting
+    // subtransaction is its descendant: drop what they did.
+    let aborted = STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        for p in &mut s.pending {
+            p.docs.retain(|(sub, _)| *sub < my_subid);
+            p.bytes = p.docs.iter().map(|(_, d)| d.approx_bytes()).sum();
+        }
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut s.actions).into_iter().partition(|a| a.subxact >= my_subid);
+        s.actions = kept;
+        gone
+    });
+    for a in aborted.iter().filter(|a| a.when == When::Abort) {
+        remove_folder(&a.path);
+    }
+}
