@@ -2,6 +2,9 @@
 
 CREATE SCHEMA IF NOT EXISTS hybrid;
 COMMENT ON SCHEMA hybrid IS 'pg_hybrid: catalog, search functions and administration';
+-- Everyone may call the search functions; what they can search is decided by table privileges
+-- and row-level security, as for any query.
+GRANT USAGE ON SCHEMA hybrid TO PUBLIC;
 
 -- One row per hybrid index, written in the transaction that builds the index (a failed build
 -- leaves no row) and removed with the index.

@@ -14,6 +14,7 @@ mod error;
 mod gucs;
 mod hooks;
 mod layout;
+mod scan;
 mod sidecar;
 mod xact;
 
@@ -32,6 +33,7 @@ pub extern "C-unwind" fn _PG_init() {
     am::options::init();
     xact::init();
     hooks::init();
+    scan::init();
 }
 
 /// Honours query cancellation and termination (raises an ERROR if one is pending).
