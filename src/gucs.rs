@@ -16,6 +16,9 @@ pub static ENABLE_SEARCH_SCAN: GucSetting<bool> = GucSetting::<bool>::new(true);
 /// turn out invisible or filtered).
 pub static TOPK_HEADROOM: GucSetting<i32> = GucSetting::<i32>::new(10);
 
+/// Seconds between two sweeps of orphaned index folders by the launcher.
+pub static SWEEP_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(300);
+
 /// Registers the settings. Called from `_PG_init` in every backend.
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -63,6 +66,16 @@ pub fn init() {
         &ENABLE_SEARCH_SCAN,
         GucContext::Userset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"hybrid.sweep_interval",
+        c"Time between two sweeps of orphaned index folders.",
+        c"The launcher also sweeps at server start.",
+        &SWEEP_INTERVAL_S,
+        1,
+        86400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
     );
     GucRegistry::define_int_guc(
         c"hybrid.topk_headroom",

@@ -16,6 +16,7 @@ mod hooks;
 mod layout;
 mod scan;
 mod sidecar;
+mod workers;
 mod xact;
 
 ::pgrx::pg_module_magic!(name, version);
@@ -34,6 +35,10 @@ pub extern "C-unwind" fn _PG_init() {
     xact::init();
     hooks::init();
     scan::init();
+    // SAFETY: reads a flag the postmaster sets while it loads shared_preload_libraries.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        workers::register();
+    }
 }
 
 /// Honours query cancellation and termination (raises an ERROR if one is pending).
