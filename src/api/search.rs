@@ -17,8 +17,7 @@ mod hybrid {
     use crate::layout;
     use crate::scan::registry;
 
-    /// The column a score()/snippet() argument is read from, when the call is evaluated in a
-    /// scan's own projection (its Var still names the scanned relation).
+    /// The relation (range-table index) and column a score()/snippet() argument comes from.
     unsafe fn arg_column(fcinfo: pg_sys::FunctionCallInfo) -> registry::ArgColumn {
         let flinfo = (*fcinfo).flinfo;
         if flinfo.is_null() || (*flinfo).fn_expr.is_null() {
@@ -37,8 +36,9 @@ mod hybrid {
             return None;
         }
         let var = arg as *mut pg_sys::Var;
-        // INNER_VAR and friends (above joins and sorts) are not range-table indexes.
-        ((*var).varno < pg_sys::INNER_VAR as i32 && (*var).varno > 0).then(|| ((*var).varno as u32, (*var).varattno))
+        // Above a join or a sort the Var points at the child's output (OUTER_VAR...), but its
+        // "syntactic" identity still names the scanned relation and column.
+        ((*var).varnosyn > 0).then(|| ((*var).varnosyn, (*var).varattnosyn))
     }
 
     fn no_search() -> ! {

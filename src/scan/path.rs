@@ -90,22 +90,16 @@ unsafe fn search_clauses(rel: *mut pg_sys::RelOptInfo, index: *mut pg_sys::Index
     out
 }
 
-/// Whether an existing path of `rel` already uses `index` (an index or bitmap scan).
-unsafe fn has_index_path(rel: *mut pg_sys::RelOptInfo, index: *mut pg_sys::IndexOptInfo) -> bool {
-    unsafe fn uses(path: *mut pg_sys::Path, index: *mut pg_sys::IndexOptInfo) -> bool {
-        match (*path).type_ {
-            pg_sys::NodeTag::T_IndexPath => (*(path as *mut pg_sys::IndexPath)).indexinfo == index,
-            pg_sys::NodeTag::T_BitmapHeapPath => uses((*(path as *mut pg_sys::BitmapHeapPath)).bitmapqual, index),
-            pg_sys::NodeTag::T_BitmapAndPath => PgList::<pg_sys::Path>::from_pg((*(path as *mut pg_sys::BitmapAndPath)).bitmapquals)
-                .iter_ptr()
-                .any(|p| uses(p, index)),
-            pg_sys::NodeTag::T_BitmapOrPath => PgList::<pg_sys::Path>::from_pg((*(path as *mut pg_sys::BitmapOrPath)).bitmapquals)
-                .iter_ptr()
-                .any(|p| uses(p, index)),
-            _ => false,
-        }
+/// Whether `path` reads `index` (an index scan, or a bitmap scan with it in its tree).
+unsafe fn path_uses_index(path: *mut pg_sys::Path, index: *mut pg_sys::IndexOptInfo) -> bool {
+    let any = |list: *mut pg_sys::List| PgList::<pg_sys::Path>::from_pg(list).iter_ptr().any(|p| path_uses_index(p, index));
+    match (*path).type_ {
+        pg_sys::NodeTag::T_IndexPath => (*(path as *mut pg_sys::IndexPath)).indexinfo == index,
+        pg_sys::NodeTag::T_BitmapHeapPath => path_uses_index((*(path as *mut pg_sys::BitmapHeapPath)).bitmapqual, index),
+        pg_sys::NodeTag::T_BitmapAndPath => any((*(path as *mut pg_sys::BitmapAndPath)).bitmapquals),
+        pg_sys::NodeTag::T_BitmapOrPath => any((*(path as *mut pg_sys::BitmapOrPath)).bitmapquals),
+        _ => false,
     }
-    PgList::<pg_sys::Path>::from_pg((*rel).pathlist).iter_ptr().any(|p| uses(p, index))
 }
 
 /// Whether the query's ORDER BY starts with `hybrid.score(<column of rel>) DESC`.
@@ -160,7 +154,20 @@ unsafe extern "C-unwind" fn set_rel_pathlist(
     let uses = functions::uses_in_query(root, (*rel).relid, &fns);
     let ordered = ordered_by_score(root, rel, fns.score);
     let needed = uses.score || uses.snippet || ordered;
-    if !needed && has_index_path(rel, index) {
+
+    // A `@@@` condition must be answered by the index, which analyses text as configured: keep
+    // only paths that use it. A sequential scan, or another index's scan, would evaluate the
+    // operator row by row with the default analysis.
+    let mut kept = PgList::<pg_sys::Path>::new();
+    for p in PgList::<pg_sys::Path>::from_pg((*rel).pathlist).iter_ptr() {
+        if path_uses_index(p, index) {
+            kept.push(p);
+        }
+    }
+    let have_index_paths = !kept.is_empty();
+    (*rel).pathlist = kept.into_pg();
+    (*rel).partial_pathlist = std::ptr::null_mut();
+    if !needed && have_index_paths {
         return;
     }
 
@@ -208,7 +215,6 @@ unsafe extern "C-unwind" fn set_rel_pathlist(
     if needed {
         // Only this scan can produce scores and snippets.
         (*rel).pathlist = std::ptr::null_mut();
-        (*rel).partial_pathlist = std::ptr::null_mut();
     }
     pg_sys::add_path(rel, path as *mut pg_sys::Path);
 }

@@ -79,23 +79,24 @@ fn active_scans() -> Vec<Rc<RefCell<ActiveScan>>> {
     ACTIVE.with(|a| a.borrow().iter().rev().filter_map(|w| w.upgrade()).collect())
 }
 
-/// Where the argument of a score()/snippet() call comes from, if it is a column read directly
-/// from a scan (range-table index, attribute number).
+/// Where the argument of a score()/snippet() call comes from: the range-table index of the
+/// scanned relation and the column, when the argument is a plain column.
 pub type ArgColumn = Option<(u32, i16)>;
 
-/// The score of the row with key `key`, looked up as described in the module comment.
+/// The score of the row with key `key`. The scan of the argument's relation answers: with its
+/// current row (the call is in its projection) or by key (the call is above a join or a sort).
+/// An argument that is not a plain column is looked up by key in every running scan.
 pub fn score_of(arg: ArgColumn, key: &KeyValue) -> Option<f32> {
     let scans = active_scans();
     if let Some((varno, attno)) = arg {
-        for s in &scans {
+        if let Some(s) = scans.iter().find(|s| s.borrow().scanrelid == varno) {
             let s = s.borrow();
-            if s.scanrelid == varno && (s.key_attno == attno || s.key_attno == 0) {
-                if let Some((k, score)) = &s.current {
-                    if k == key || s.key_attno == 0 {
-                        return Some(*score);
-                    }
+            if let Some((k, score)) = &s.current {
+                if (k == key && s.key_attno == attno) || s.key_attno == 0 {
+                    return Some(*score);
                 }
             }
+            return s.scores.get(key).copied();
         }
     }
     scans.iter().find_map(|s| s.borrow().scores.get(key).copied())

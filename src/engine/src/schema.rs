@@ -12,12 +12,16 @@ use crate::config::{IndexConfig, KeyType, KEYWORD_SUFFIX};
 pub const CTID_FIELD: &str = "_hybrid_ctid";
 /// Field holding the row's key value.
 pub const KEY_FIELD: &str = "_hybrid_key";
+/// Field listing which text fields of the row are not NULL (one term per field name): `col @@@
+/// 'NOT x'` must not match rows where `col` is NULL, as SQL's strict operators never do.
+pub const PRESENT_FIELD: &str = "_hybrid_present";
 
 /// Field handles of one index.
 #[derive(Debug, Clone)]
 pub struct Fields {
     pub ctid: Field,
     pub key: Field,
+    pub present: Field,
     /// In the order of `IndexConfig::text_fields`.
     pub text: Vec<Field>,
     /// Keyword twins, same order; `None` where the field has none.
@@ -32,6 +36,15 @@ pub fn build_schema(config: &IndexConfig) -> (Schema, Fields) {
         KeyType::I64 => b.add_i64_field(KEY_FIELD, NumericOptions::default().set_fast()),
         KeyType::Str => b.add_text_field(KEY_FIELD, TextOptions::default().set_fast("raw")),
     };
+    let present = b.add_text_field(
+        PRESENT_FIELD,
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(KEYWORD_TOKENIZER)
+                .set_index_option(IndexRecordOption::Basic)
+                .set_fieldnorms(false),
+        ),
+    );
     let mut text = Vec::new();
     let mut keyword = Vec::new();
     for f in &config.text_fields {
@@ -51,13 +64,14 @@ pub fn build_schema(config: &IndexConfig) -> (Schema, Fields) {
             )
         }));
     }
-    (b.build(), Fields { ctid, key, text, keyword })
+    (b.build(), Fields { ctid, key, present, text, keyword })
 }
 
 /// Field handles of an existing schema (as read back from a manifest).
 pub fn fields_of(schema: &Schema, config: &IndexConfig) -> Option<Fields> {
     let ctid = schema.get_field(CTID_FIELD).ok()?;
     let key = schema.get_field(KEY_FIELD).ok()?;
+    let present = schema.get_field(PRESENT_FIELD).ok()?;
     let mut text = Vec::new();
     let mut keyword = Vec::new();
     for f in &config.text_fields {
@@ -68,5 +82,5 @@ pub fn fields_of(schema: &Schema, config: &IndexConfig) -> Option<Fields> {
             None
         });
     }
-    Some(Fields { ctid, key, text, keyword })
+    Some(Fields { ctid, key, present, text, keyword })
 }

@@ -217,3 +217,21 @@ fn snippets_highlight_query_words() {
     let none = s.render("nothing to see here", "[", "]");
     assert_eq!(none, "nothing to see here");
 }
+
+/// `col @@@ q` is never true where `col` is NULL, whatever q (SQL strictness), even for queries
+/// that match without a term of `col`.
+#[test]
+fn null_fields_never_match() {
+    let dir = tempdir("nulls");
+    let cfg = config(None);
+    let mut b = IndexBuilder::create(&dir, &cfg, &Identity::default(), 1, 40 << 20).unwrap();
+    b.add(&Document { ctid: 1 << 16 | 1, key: KeyValue::I64(1), texts: vec![Some("rust".into()), None] }).unwrap();
+    b.add(&Document { ctid: 2 << 16 | 1, key: KeyValue::I64(2), texts: vec![Some("rust".into()), Some("postgres".into())] }).unwrap();
+    b.finish().unwrap();
+    let idx = TextIndex::open(&dir).unwrap();
+    assert_eq!(keys(&idx, "NOT postgres", Some(1)), Vec::<u64>::new());
+    assert_eq!(keys(&idx, "*", Some(1)), vec![1]);
+    assert_eq!(keys(&idx, "title:rust", Some(1)), vec![1], "the title matches, but body is NULL in row 0");
+    assert_eq!(keys(&idx, "title:rust", Some(0)), vec![0, 1]);
+    assert_eq!(keys(&idx, "NOT postgres", Some(0)), vec![0, 1], "no title contains postgres");
+}

@@ -43,8 +43,42 @@ enum Target {
 
 /// Compiles `ast` into a tantivy query. A query that can match nothing (only stop words)
 /// compiles to a query matching nothing.
+///
+/// `col @@@ query` is never true where `col` is NULL. A query that can match a row without a
+/// term of the default field (`NOT x`, `*`, `title:x` searched through `body`) is therefore
+/// restricted to rows where the default field is present.
 pub fn compile(ast: &ast::Query, ctx: &Context<'_>) -> Result<Box<dyn Query>> {
-    Ok(compile_node(ast, ctx)?.unwrap_or_else(|| Box::new(EmptyQuery)))
+    let q = compile_node(ast, ctx)?.unwrap_or_else(|| Box::new(EmptyQuery));
+    let Some(i) = ctx.default_field else { return Ok(q) };
+    let name = &ctx.config.text_fields[i].name;
+    if requires_field(ast, name) {
+        return Ok(q);
+    }
+    let present: Box<dyn Query> =
+        Box::new(TermQuery::new(Term::from_field_text(ctx.fields.present, name), IndexRecordOption::Basic));
+    Ok(Box::new(BooleanQuery::new(vec![(Occur::Must, q), (Occur::Must, present)])))
+}
+
+/// Whether every match of `q` holds a term of field `name` (so the field is not NULL).
+fn requires_field(q: &ast::Query, name: &str) -> bool {
+    let own = |f: &Option<FieldRef>| f.as_ref().is_none_or(|f| f.name == name);
+    match q {
+        ast::Query::Term { field, .. }
+        | ast::Query::Phrase { field, .. }
+        | ast::Query::Prefix { field, .. }
+        | ast::Query::Fuzzy { field, .. } => own(field),
+        ast::Query::All { .. } => false,
+        ast::Query::Boost { query, .. } => requires_field(query, name),
+        ast::Query::Boolean { clauses } => {
+            let musts: Vec<_> = clauses.iter().filter(|(o, _)| *o == ast::Occur::Must).collect();
+            if !musts.is_empty() {
+                musts.iter().any(|(_, c)| requires_field(c, name))
+            } else {
+                let shoulds: Vec<_> = clauses.iter().filter(|(o, _)| *o == ast::Occur::Should).collect();
+                !shoulds.is_empty() && shoulds.iter().all(|(_, c)| requires_field(c, name))
+            }
+        }
+    }
 }
 
 fn compile_node(node: &ast::Query, ctx: &Context<'_>) -> Result<Option<Box<dyn Query>>> {

@@ -50,6 +50,7 @@ impl Document {
         }
         for (i, text) in self.texts.iter().enumerate().take(config.text_fields.len()) {
             if let Some(text) = text {
+                doc.add_text(fields.present, &config.text_fields[i].name);
                 doc.add_text(fields.text[i], text);
                 if let Some(kw) = fields.keyword[i] {
                     doc.add_text(kw, text);
