@@ -25,7 +25,6 @@ pub enum Role {
 /// The columns of one index.
 #[derive(Debug, Clone)]
 pub struct Layout {
-    pub index_oid: pg_sys::Oid,
     pub dir: PathBuf,
     pub config: IndexConfig,
     /// One entry per index column.
@@ -33,13 +32,6 @@ pub struct Layout {
     pub key_col: usize,
     pub key_type: pg_sys::Oid,
     pub index_name: String,
-}
-
-impl Layout {
-    /// The index column holding the text field at `field`.
-    pub fn column_of_field(&self, field: usize) -> Option<usize> {
-        self.roles.iter().position(|r| *r == Role::Text(field))
-    }
 }
 
 /// Names and broad kinds of the columns of an index (from its tuple descriptor).
@@ -86,7 +78,6 @@ pub unsafe fn layout_for(index: pg_sys::Relation, config: &IndexConfig) -> Layou
     }
     let name = std::ffi::CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr()).to_string_lossy().into_owned();
     Layout {
-        index_oid: (*index).rd_id,
         dir: sidecar::index_dir(index),
         config: config.clone(),
         roles,

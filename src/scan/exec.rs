@@ -14,6 +14,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use hybrid_engine::query::compile::conjunction;
+use hybrid_engine::query::eval::matches_row;
 use hybrid_engine::query::DefaultOperator;
 use hybrid_engine::tantivy::query::Query;
 use hybrid_engine::text::reader::Snapshot;
@@ -51,6 +52,8 @@ struct Runtime {
     info: PrivateInfo,
     index: pg_sys::Relation,
     layout: Layout,
+    /// Heap attribute number of each text field (0 for an expression column).
+    attno_of_field: Vec<i16>,
     exprs: Vec<*mut pg_sys::ExprState>,
     fetch: *mut pg_sys::IndexFetchTableData,
     /// A slot of the table's own kind: the table AM fetches into slots of its type, while
@@ -178,8 +181,10 @@ pub(super) unsafe extern "C-unwind" fn begin(node: *mut pg_sys::CustomScanState,
     let indkey = &(*(*index).rd_index).indkey;
     let heap_attnos: Vec<i16> = indkey.values.as_slice(indkey.dim1 as usize).to_vec();
     let mut field_of_attno = HashMap::new();
+    let mut attno_of_field = vec![0i16; layout.config.text_fields.len()];
     for (col, role) in layout.roles.iter().enumerate() {
         if let (Role::Text(f), Some(&attno)) = (role, heap_attnos.get(col)) {
+            attno_of_field[*f] = attno;
             if attno > 0 {
                 field_of_attno.insert(attno, *f);
             }
@@ -202,6 +207,7 @@ pub(super) unsafe extern "C-unwind" fn begin(node: *mut pg_sys::CustomScanState,
         info,
         index,
         layout,
+        attno_of_field,
         exprs,
         fetch,
         fetch_slot: slot,
@@ -268,10 +274,34 @@ unsafe extern "C-unwind" fn next_row(ss: *mut pg_sys::ScanState) -> *mut pg_sys:
     }
 }
 
+/// EvalPlanQual: a row a concurrent transaction updated is re-fetched in its new version and
+/// must be checked again. The search conditions are evaluated on its values with the index's
+/// analysis (the other conditions are in the plan's qual, which ExecScan evaluates itself).
 #[pg_guard]
-unsafe extern "C-unwind" fn recheck(_ss: *mut pg_sys::ScanState, _slot: *mut pg_sys::TupleTableSlot) -> bool {
-    // Rows come from the index's exact matches; other conditions are in the plan's qual, which
-    // ExecScan evaluates itself.
+unsafe extern "C-unwind" fn recheck(ss: *mut pg_sys::ScanState, slot: *mut pg_sys::TupleTableSlot) -> bool {
+    let rt = runtime(ss as *mut pg_sys::CustomScanState);
+    if !rt.started || rt.attno_of_field.contains(&0) {
+        return true;
+    }
+    let values: Vec<Option<String>> = rt
+        .attno_of_field
+        .iter()
+        .map(|&attno| {
+            let mut isnull = false;
+            let d = pg_sys::slot_getattr(slot, i32::from(attno), &mut isnull);
+            (!isnull).then(|| layout::datum_text(d))
+        })
+        .collect();
+    let refs: Vec<Option<&str>> = values.iter().map(|v| v.as_deref()).collect();
+    for (i, text) in rt.texts.iter().enumerate() {
+        let field = match rt.layout.roles.get(rt.info.columns[i]) {
+            Some(Role::Text(f)) => *f,
+            _ => continue,
+        };
+        if !matches_row(text, field, &rt.layout.config.text_fields, &refs).or_raise_in(text) {
+            return false;
+        }
+    }
     true
 }
 

@@ -22,8 +22,6 @@ pub(super) struct SearchClause {
     pub rinfo: *mut pg_sys::RestrictInfo,
     /// Index column (0-based) the condition is on.
     pub column: usize,
-    /// The query text expression (a constant or a parameter).
-    pub query: *mut pg_sys::Node,
 }
 
 static mut PREV_HOOK: pg_sys::set_rel_pathlist_hook_type = None;
@@ -85,7 +83,7 @@ unsafe fn search_clauses(rel: *mut pg_sys::RelOptInfo, index: *mut pg_sys::Index
         if !relids.is_null() || pg_sys::contain_volatile_functions(right) {
             continue;
         }
-        out.push(SearchClause { rinfo, column, query: right });
+        out.push(SearchClause { rinfo, column });
     }
     out
 }
