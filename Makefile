@@ -1,0 +1,34 @@
+# pg_hybrid: the two commands (see README.md).
+#   make demo   install what is missing, build, install, start a local cluster with a demo table
+#   make test   the same set-up, then every test: engine unit tests, pg_regress, integration tests
+# Both run as root on a fresh Debian bookworm machine; clusters run as the user pgtest.
+
+DEMO_DIR  ?= /var/tmp/pg_hybrid/demo
+DEMO_PORT ?= 5488
+DATA_DIR  ?= /var/tmp/pg_hybrid/data
+
+.PHONY: demo test setup install unit regress integration stop-demo bench
+
+setup:
+	@scripts/setup.sh
+
+install: setup
+	@scripts/install.sh
+
+demo: install
+	@DEMO_DIR=$(DEMO_DIR) DEMO_PORT=$(DEMO_PORT) DATA_DIR=$(DATA_DIR) scripts/demo.sh
+
+stop-demo:
+	@scripts/cluster.sh stop $(DEMO_DIR)
+
+test: install unit regress integration
+	@echo "test: all suites passed"
+
+unit:
+	cargo test --release --locked -p hybrid_engine
+
+regress:
+	@scripts/regress.sh
+
+integration:
+	cargo test --release --locked -p pg_hybrid_tests -- --test-threads=2
