@@ -7,30 +7,31 @@ COMMENT ON SCHEMA hybrid IS 'pg_hybrid: catalog, search functions and administra
 GRANT USAGE ON SCHEMA hybrid TO PUBLIC;
 
 -- One row per hybrid index, written in the transaction that builds the index (a failed build
--- leaves no row) and removed with the index.
-CREATE TABLE hybrid.indexes (
+-- leaves no row) and removed in the transaction that drops it (whatever drops it: DROP INDEX,
+-- a cascade, ALTER COLUMN TYPE, REINDEX CONCURRENTLY). Names and tables are not stored but read
+-- live through the view below, so renames never leave them stale.
+CREATE TABLE hybrid.index_registry (
     id          uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
-    index_oid   regclass    NOT NULL UNIQUE,
-    table_oid   regclass    NOT NULL,
-    name        text        NOT NULL,
+    index_oid   oid         NOT NULL UNIQUE,
     tenant      text        NOT NULL DEFAULT 'default',
     -- The effective configuration: key field and, per text field, its analysis.
     settings    jsonb       NOT NULL,
     state       text        NOT NULL DEFAULT 'ready',
     created_at  timestamptz NOT NULL DEFAULT now()
 );
-COMMENT ON TABLE hybrid.indexes IS 'pg_hybrid indexes of this database: identity, tenant and effective settings';
-GRANT SELECT ON hybrid.indexes TO PUBLIC;
+COMMENT ON TABLE hybrid.index_registry IS 'pg_hybrid: identity, tenant and settings of each hybrid index (read it through hybrid.indexes)';
 
--- Removes catalog rows of dropped indexes (DROP INDEX, DROP TABLE, DROP SCHEMA, ... CASCADE).
--- Their files are removed by the extension's object-access hook once the transaction commits.
-CREATE FUNCTION hybrid._forget_dropped_indexes() RETURNS event_trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    DELETE FROM hybrid.indexes i
-     USING pg_event_trigger_dropped_objects() d
-     WHERE d.classid = 'pg_class'::regclass AND d.objid = i.index_oid::oid;
-END
-$$;
-CREATE EVENT TRIGGER hybrid_forget_dropped_indexes ON sql_drop
-    EXECUTE FUNCTION hybrid._forget_dropped_indexes();
+CREATE VIEW hybrid.indexes AS
+SELECT r.id,
+       r.index_oid::regclass AS index_oid,
+       i.indrelid::regclass  AS table_oid,
+       c.relname::text       AS name,
+       r.tenant,
+       r.settings,
+       r.state,
+       r.created_at
+  FROM hybrid.index_registry r
+  JOIN pg_catalog.pg_index i ON i.indexrelid = r.index_oid
+  JOIN pg_catalog.pg_class c ON c.oid = r.index_oid;
+COMMENT ON VIEW hybrid.indexes IS 'pg_hybrid indexes of this database: identity, table, tenant and effective settings';
+GRANT SELECT ON hybrid.indexes TO PUBLIC;

@@ -1,7 +1,7 @@
 //! Drop hooks: when an index, a table, a schema, the extension or a database is dropped, the
 //! folders that belonged to it are removed once the dropping transaction commits (invariant 5).
-//! The catalog rows go with a `sql_drop` event trigger; the orphan sweep of the launcher worker
-//! catches anything a crash left behind.
+//! Their catalog rows are deleted at pre-commit. The orphan sweep of the launcher worker catches
+//! anything a crash left behind.
 
 use pgrx::prelude::*;
 
@@ -58,6 +58,7 @@ unsafe extern "C-unwind" fn object_access(
     if class_id == pg_sys::RelationRelationId && sub_id == 0 {
         if let Some(dir) = hybrid_index_folder(object_id) {
             xact::remove_on_commit(dir);
+            xact::forget_on_commit(object_id);
         }
     } else if class_id == pg_sys::DatabaseRelationId {
         xact::remove_on_commit(sidecar::database_dir(object_id));

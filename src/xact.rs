@@ -52,6 +52,8 @@ struct FolderAction {
 struct State {
     pending: Vec<Pending>,
     actions: Vec<FolderAction>,
+    /// Hybrid indexes dropped by this transaction, whose catalog rows go at commit.
+    dropped: Vec<(pg_sys::Oid, pg_sys::SubTransactionId)>,
     /// Indexes this transaction published segments to (candidates for an inline merge).
     written: Vec<PathBuf>,
 }
@@ -156,6 +158,12 @@ pub fn remove_on_commit(path: PathBuf) {
     });
 }
 
+/// Deletes the catalog row of the index `oid` when the transaction commits.
+pub fn forget_on_commit(oid: pg_sys::Oid) {
+    let subxact = current_subxact();
+    STATE.with(|s| s.borrow_mut().dropped.push((oid, subxact)));
+}
+
 fn remove_folder(path: &Path) {
     sidecar::forget(path);
     sidecar::forget_under(path);
@@ -202,6 +210,8 @@ unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: 
     match event {
         XACT_EVENT_PRE_COMMIT | XACT_EVENT_PARALLEL_PRE_COMMIT => {
             flush_all();
+            let dropped: Vec<pg_sys::Oid> = STATE.with(|s| s.borrow_mut().dropped.drain(..).map(|(o, _)| o).collect());
+            crate::catalog::indexes::forget(&dropped);
             merge_written();
         }
         XACT_EVENT_PRE_PREPARE => {
@@ -220,6 +230,7 @@ unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: 
                 let mut s = s.borrow_mut();
                 s.pending.clear();
                 s.written.clear();
+                s.dropped.clear();
                 std::mem::take(&mut s.actions)
             });
             for a in actions.iter().filter(|a| a.when == When::Commit) {
@@ -231,6 +242,7 @@ unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: 
                 let mut s = s.borrow_mut();
                 s.pending.clear();
                 s.written.clear();
+                s.dropped.clear();
                 std::mem::take(&mut s.actions)
             });
             for a in actions.iter().filter(|a| a.when == When::Abort) {
@@ -259,6 +271,7 @@ unsafe extern "C-unwind" fn subxact_callback(
             p.docs.retain(|(sub, _)| *sub < my_subid);
             p.bytes = p.docs.iter().map(|(_, d)| d.approx_bytes()).sum();
         }
+        s.dropped.retain(|(_, sub)| *sub < my_subid);
         let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut s.actions).into_iter().partition(|a| a.subxact >= my_subid);
         s.actions = kept;
         gone

@@ -114,7 +114,7 @@ pub unsafe extern "C-unwind" fn ambuild(
     pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, PHASE_WRITE);
     let rows = state.rows;
     let manifest = state.builder.finish().or_raise();
-    catalog::indexes::register(heap, index, &manifest.hybrid.config);
+    catalog::indexes::register(index, &manifest.hybrid.config);
     pgrx::debug1!(
         "pg_hybrid: built index at {} with {} rows in {} segments",
         dir.display(),

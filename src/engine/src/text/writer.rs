@@ -125,8 +125,10 @@ impl IndexBuilder {
         m.segments = segments;
         m.hybrid.generation = 1;
         m.write(&self.dir)?;
-        // tantivy's writer may leave files of segments it merged away during the build.
+        // tantivy's writer may leave files of segments it merged away during the build, and its
+        // lock file (only builds use tantivy's writer).
         manifest::collect_garbage(&self.dir)?;
+        let _ = std::fs::remove_file(self.dir.join(".tantivy-writer.lock"));
         Ok(m)
     }
 }
