@@ -101,7 +101,13 @@ fn compile_node(node: &ast::Query, ctx: &Context<'_>) -> Result<Option<Box<dyn Q
         }
         ast::Query::Boolean { clauses } => {
             let mut out: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            // A clause repeated in one boolean (`easy OR easy`) counts once, as in tantivy's
+            // own query parser.
+            let mut seen = std::collections::HashSet::new();
             for (occur, clause) in clauses {
+                if !seen.insert((*occur as u8, clause.to_string())) {
+                    continue;
+                }
                 if let Some(q) = compile_node(clause, ctx)? {
                     out.push((occur_of(*occur), q));
                 }
