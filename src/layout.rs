@@ -182,7 +182,7 @@ pub unsafe fn document(
             }
         }
     }
-    Document { ctid: tid_to_u64(tid), key, texts }
+    Document { ctid: tid_to_u64(tid), key, texts, vectors: Vec::new() }
 }
 
 /// A heap tuple id as stored in the index.

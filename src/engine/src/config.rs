@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::vector::distance::Metric;
 
 /// Suffix of the keyword twin of a text field: `title` is analysed for BM25, `title__kw` holds the
 /// raw value for exact filtering.
@@ -65,6 +66,26 @@ pub struct TextFieldConfig {
     pub keyword: bool,
 }
 
+/// How one vector column (`real[]`) is indexed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VectorFieldConfig {
+    /// The column name; also the name of the field.
+    pub name: String,
+    /// Every vector must have exactly this many elements.
+    pub dimensions: usize,
+    pub metric: Metric,
+    /// HNSW: neighbours per node on the upper layers (twice as many on layer 0).
+    pub m: usize,
+    /// HNSW: candidate list size while building.
+    pub ef_construction: usize,
+}
+
+/// Largest dimension accepted (pgvector's limit for indexed vectors is 2,000; we allow more, the
+/// cost is linear).
+pub const MAX_DIMENSIONS: usize = 16_000;
+/// Largest `m` accepted. hnsw_rs aborts the process above 256; pgvector stops at 100.
+pub const MAX_M: usize = 100;
+
 /// Everything the engine needs to know about one index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IndexConfig {
@@ -72,6 +93,9 @@ pub struct IndexConfig {
     pub key_type: KeyType,
     /// Text fields in index column order (the key column is not among them).
     pub text_fields: Vec<TextFieldConfig>,
+    /// Vector fields in index column order.
+    #[serde(default)]
+    pub vector_fields: Vec<VectorFieldConfig>,
 }
 
 /// What the access method knows about an index column when the index is created.
@@ -88,6 +112,8 @@ pub enum ColumnKind {
     Text,
     /// An integer type: can only be the key.
     Integer,
+    /// `real[]`: a vector field.
+    Vector,
     /// Another type with a text form (uuid...): can only be the key.
     Other,
 }
@@ -118,6 +144,8 @@ const FIELD_OPTIONS: &[&str] = &[
 ];
 
 const TOKENIZERS: &str = "default, whitespace, raw, ngram";
+
+const VECTOR_OPTIONS: &[&str] = &["dimensions", "metric", "m", "ef_construction"];
 
 impl IndexConfig {
     /// Validates the columns and options of `CREATE INDEX` and returns the effective config.
@@ -155,6 +183,12 @@ impl IndexConfig {
         let key_type = match key.kind {
             ColumnKind::Integer => KeyType::I64,
             ColumnKind::Text | ColumnKind::Other => KeyType::Str,
+            ColumnKind::Vector => {
+                return Err(Error::WrongType {
+                    message: format!("key_field \"{key_field}\" is a vector column"),
+                    hint: Some("the key must identify rows: use an integer, text or uuid column".into()),
+                })
+            }
         };
 
         let mut per_field: BTreeMap<String, serde_json::Map<String, serde_json::Value>> =
@@ -180,10 +214,10 @@ impl IndexConfig {
                         position: None,
                     }
                 })?;
-                if col.kind != ColumnKind::Text || col.name == key_field {
+                if !matches!(col.kind, ColumnKind::Text | ColumnKind::Vector) || col.name == key_field {
                     return Err(Error::invalid_parameter(
-                        format!("column \"{name}\" is not a text field, so it takes no text options"),
-                        "text options apply to text and varchar columns other than the key",
+                        format!("column \"{name}\" is not a text or vector field, so it takes no field options"),
+                        "field options apply to text, varchar and real[] columns other than the key",
                     ));
                 }
                 let opts = opts.as_object().ok_or_else(|| {
@@ -197,12 +231,19 @@ impl IndexConfig {
         }
 
         let mut text_fields = Vec::new();
+        let mut vector_fields = Vec::new();
         for c in columns.iter().filter(|c| c.name != key_field) {
+            if c.kind == ColumnKind::Vector {
+                let empty = serde_json::Map::new();
+                let opts = per_field.get(&c.name).unwrap_or(&empty);
+                vector_fields.push(VectorFieldConfig::from_options(&c.name, opts)?);
+                continue;
+            }
             if c.kind != ColumnKind::Text {
                 return Err(Error::WrongType {
                     message: format!("column \"{}\" cannot be indexed as text", c.name),
                     hint: Some(
-                        "a hybrid index holds text and varchar columns plus one key column"
+                        "a hybrid index holds text, varchar and real[] (vector) columns plus one key column"
                             .into(),
                     ),
                 });
@@ -217,18 +258,23 @@ impl IndexConfig {
             let opts = per_field.get(&c.name).unwrap_or(&empty);
             text_fields.push(TextFieldConfig::from_options(&c.name, opts)?);
         }
-        if text_fields.is_empty() {
+        if text_fields.is_empty() && vector_fields.is_empty() {
             return Err(Error::invalid_parameter(
-                "a hybrid index needs at least one text column besides the key",
-                "list the text columns to search, e.g. USING hybrid (id, title, body)",
+                "a hybrid index needs at least one text or vector column besides the key",
+                "list the columns to search, e.g. USING hybrid (id, title, body)",
             ));
         }
-        Ok(IndexConfig { key_field: key_field.to_string(), key_type, text_fields })
+        Ok(IndexConfig { key_field: key_field.to_string(), key_type, text_fields, vector_fields })
     }
 
     /// The text field named `name`, with its position.
     pub fn text_field(&self, name: &str) -> Option<(usize, &TextFieldConfig)> {
         self.text_fields.iter().enumerate().find(|(_, f)| f.name == name)
+    }
+
+    /// The vector field named `name`, with its position.
+    pub fn vector_field(&self, name: &str) -> Option<(usize, &VectorFieldConfig)> {
+        self.vector_fields.iter().enumerate().find(|(_, f)| f.name == name)
     }
 
     /// Every name a query may use, for error hints.
@@ -241,6 +287,61 @@ impl IndexConfig {
             }
         }
         names
+    }
+}
+
+impl VectorFieldConfig {
+    fn from_options(name: &str, opts: &serde_json::Map<String, serde_json::Value>) -> Result<VectorFieldConfig> {
+        for key in opts.keys() {
+            if !VECTOR_OPTIONS.contains(&key.as_str()) {
+                return Err(Error::invalid_parameter(
+                    format!("unknown option \"{key}\" for vector field \"{name}\""),
+                    format!("valid vector field options are: {}", VECTOR_OPTIONS.join(", ")),
+                ));
+            }
+        }
+        let int = |key: &str, min: usize, max: usize, default: Option<usize>| -> Result<usize> {
+            match opts.get(key) {
+                None => default.ok_or_else(|| {
+                    Error::invalid_parameter(
+                        format!("vector field \"{name}\" needs the option \"{key}\""),
+                        format!(r#"e.g. WITH (fields = '{{"{name}": {{"{key}": 384}}}}')"#),
+                    )
+                }),
+                Some(v) => match v.as_u64() {
+                    Some(n) if (min as u64..=max as u64).contains(&n) => Ok(n as usize),
+                    _ => Err(Error::invalid_parameter(
+                        format!("option \"{key}\" of vector field \"{name}\" must be an integer from {min} to {max}, not {v}"),
+                        format!("e.g. \"{key}\": {}", default.unwrap_or(min.max(16))),
+                    )),
+                },
+            }
+        };
+        let dimensions = int("dimensions", 1, MAX_DIMENSIONS, None)?;
+        let m = int("m", 2, MAX_M, Some(16))?;
+        let ef_construction = int("ef_construction", 4, 1000, Some(64.max(2 * m)))?;
+        if ef_construction < 2 * m {
+            return Err(Error::invalid_parameter(
+                format!("ef_construction ({ef_construction}) of vector field \"{name}\" must be at least twice m ({m})"),
+                "raise ef_construction or lower m",
+            ));
+        }
+        let metric = match opts.get("metric") {
+            None => Metric::Cosine,
+            Some(serde_json::Value::String(s)) => Metric::parse(s).ok_or_else(|| {
+                Error::invalid_parameter(
+                    format!("unknown metric \"{s}\" for vector field \"{name}\""),
+                    "use \"cosine\" (<=>), \"l2\" (<->) or \"ip\" (negative inner product, <#>)",
+                )
+            })?,
+            Some(other) => {
+                return Err(Error::invalid_parameter(
+                    format!("option \"metric\" of vector field \"{name}\" must be a string, not {other}"),
+                    "use \"cosine\", \"l2\" or \"ip\"",
+                ))
+            }
+        };
+        Ok(VectorFieldConfig { name: name.to_string(), dimensions, metric, m, ef_construction })
     }
 }
 
@@ -434,6 +535,7 @@ mod tests {
         let c = IndexConfig::from_create_index(&cols(), Some("id"), None).unwrap();
         assert_eq!(c.key_type, KeyType::I64);
         assert_eq!(c.text_fields.len(), 2);
+        assert!(c.vector_fields.is_empty());
         assert_eq!(c.text_fields[0], TextFieldConfig::default_for("title"));
     }
 
@@ -473,7 +575,7 @@ mod tests {
         assert!(e.to_string().contains("needs \"tokenizer\": \"ngram\""));
         let e = IndexConfig::from_create_index(&cols(), Some("id"), Some(r#"{"id": {"tokenizer": "raw"}}"#))
             .unwrap_err();
-        assert!(e.to_string().contains("not a text field"));
+        assert!(e.to_string().contains("not a text or vector field"));
         let e = IndexConfig::from_create_index(&cols(), Some("id"), Some(r#"{"body": {"stemmer": "elvish"}}"#))
             .unwrap_err();
         assert!(e.to_string().contains("unknown stemmer"));
@@ -484,6 +586,35 @@ mod tests {
         c.push(ColumnSpec { name: "n".into(), kind: ColumnKind::Integer });
         let e = IndexConfig::from_create_index(&c, Some("id"), None).unwrap_err();
         assert!(e.to_string().contains("cannot be indexed as text"));
+    }
+
+    #[test]
+    fn vector_fields() {
+        let mut cols = cols();
+        cols.push(ColumnSpec { name: "embedding".into(), kind: ColumnKind::Vector });
+        let e = IndexConfig::from_create_index(&cols, Some("id"), None).unwrap_err();
+        assert!(e.to_string().contains("needs the option \"dimensions\""), "{e}");
+        let c = IndexConfig::from_create_index(
+            &cols,
+            Some("id"),
+            Some(r#"{"embedding": {"dimensions": 50, "metric": "l2", "m": 8}}"#),
+        )
+        .unwrap();
+        let v = &c.vector_fields[0];
+        assert_eq!((v.dimensions, v.metric, v.m, v.ef_construction), (50, Metric::L2, 8, 64));
+        for bad in [
+            r#"{"embedding": {"dimensions": 0}}"#,
+            r#"{"embedding": {"dimensions": 3, "m": 300}}"#,
+            r#"{"embedding": {"dimensions": 3, "m": 16, "ef_construction": 10}}"#,
+            r#"{"embedding": {"dimensions": 3, "metric": "manhattan"}}"#,
+            r#"{"embedding": {"dimensions": 3, "tokenizer": "raw"}}"#,
+        ] {
+            let e = IndexConfig::from_create_index(&cols, Some("id"), Some(bad)).unwrap_err();
+            assert!(matches!(e, Error::InvalidParameter { .. }), "{bad}: {e}");
+        }
+        // A vector-only index is fine.
+        let only = vec![cols[0].clone(), cols[3].clone()];
+        assert!(IndexConfig::from_create_index(&only, Some("id"), Some(r#"{"embedding": {"dimensions": 3}}"#)).is_ok());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod query;
 pub mod schema;
 pub mod text;
+pub mod vector;
 
 pub use error::{Error, Result};
 pub use tantivy;

@@ -261,6 +261,7 @@ mod tests {
             key_field: "id".into(),
             key_type: crate::config::KeyType::I64,
             text_fields: vec![crate::config::TextFieldConfig::default_for("body")],
+            vector_fields: Vec::new(),
         };
         let (schema, _) = crate::schema::build_schema(&config);
         let mut m = Manifest::empty(config, schema, Identity::default());

@@ -26,7 +26,13 @@ pub struct Fields {
     pub text: Vec<Field>,
     /// Keyword twins, same order; `None` where the field has none.
     pub keyword: Vec<Option<Field>>,
+    /// Vector fields, in the order of `IndexConfig::vector_fields` (tantivy custom fields whose
+    /// values are the vectors as little-endian f32 bytes; the vector plugin consumes them).
+    pub vector: Vec<Field>,
 }
+
+/// Type name of the custom fields holding vectors.
+pub const VECTOR_TYPE: &str = "hybrid_vector";
 
 /// Builds the schema of an index.
 pub fn build_schema(config: &IndexConfig) -> (Schema, Fields) {
@@ -64,7 +70,18 @@ pub fn build_schema(config: &IndexConfig) -> (Schema, Fields) {
             )
         }));
     }
-    (b.build(), Fields { ctid, key, present, text, keyword })
+    let vector = config
+        .vector_fields
+        .iter()
+        .map(|v| {
+            b.add_custom_field(
+                &v.name,
+                VECTOR_TYPE,
+                serde_json::json!({"dimensions": v.dimensions, "metric": v.metric}),
+            )
+        })
+        .collect();
+    (b.build(), Fields { ctid, key, present, text, keyword, vector })
 }
 
 /// Field handles of an existing schema (as read back from a manifest).
@@ -82,5 +99,9 @@ pub fn fields_of(schema: &Schema, config: &IndexConfig) -> Option<Fields> {
             None
         });
     }
-    Some(Fields { ctid, key, present, text, keyword })
+    let mut vector = Vec::new();
+    for v in &config.vector_fields {
+        vector.push(schema.get_field(&v.name).ok()?);
+    }
+    Some(Fields { ctid, key, present, text, keyword, vector })
 }

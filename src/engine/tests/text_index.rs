@@ -45,7 +45,7 @@ const CORPUS: &[(&str, &str)] = &[
 
 fn doc(i: usize) -> Document {
     let (t, b) = CORPUS[i];
-    Document { ctid: (i as u64 + 1) << 16 | 1, key: KeyValue::I64(i as i64), texts: vec![Some(t.into()), Some(b.into())] }
+    Document { ctid: (i as u64 + 1) << 16 | 1, key: KeyValue::I64(i as i64), texts: vec![Some(t.into()), Some(b.into())], vectors: vec![] }
 }
 
 fn build(dir: &PathBuf, cfg: &IndexConfig) -> Manifest {
@@ -225,8 +225,8 @@ fn null_fields_never_match() {
     let dir = tempdir("nulls");
     let cfg = config(None);
     let mut b = IndexBuilder::create(&dir, &cfg, &Identity::default(), 1, 40 << 20).unwrap();
-    b.add(&Document { ctid: 1 << 16 | 1, key: KeyValue::I64(1), texts: vec![Some("rust".into()), None] }).unwrap();
-    b.add(&Document { ctid: 2 << 16 | 1, key: KeyValue::I64(2), texts: vec![Some("rust".into()), Some("postgres".into())] }).unwrap();
+    b.add(&Document { ctid: 1 << 16 | 1, key: KeyValue::I64(1), texts: vec![Some("rust".into()), None], vectors: vec![] }).unwrap();
+    b.add(&Document { ctid: 2 << 16 | 1, key: KeyValue::I64(2), texts: vec![Some("rust".into()), Some("postgres".into())], vectors: vec![] }).unwrap();
     b.finish().unwrap();
     let idx = TextIndex::open(&dir).unwrap();
     assert_eq!(keys(&idx, "NOT postgres", Some(1)), Vec::<u64>::new());

@@ -22,19 +22,28 @@ pub enum KeyValue {
     Str(String),
 }
 
-/// One row to index: its tuple id, key and text values (aligned with `IndexConfig::text_fields`;
-/// `None` for SQL NULL).
-#[derive(Debug, Clone, PartialEq)]
+/// One row to index: its tuple id, key, text values (aligned with `IndexConfig::text_fields`)
+/// and vectors (aligned with `IndexConfig::vector_fields`); `None` for SQL NULL. Vectors are
+/// validated (dimensions, finite, non-zero under cosine) before they get here.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Document {
     pub ctid: u64,
     pub key: KeyValue,
     pub texts: Vec<Option<String>>,
+    pub vectors: Vec<Option<Vec<f32>>>,
+}
+
+impl Default for KeyValue {
+    fn default() -> Self {
+        KeyValue::I64(0)
+    }
 }
 
 impl Document {
     /// Approximate heap size, for bounding pending buffers.
     pub fn approx_bytes(&self) -> usize {
         64 + self.texts.iter().map(|t| t.as_ref().map_or(0, |s| s.len())).sum::<usize>()
+            + self.vectors.iter().map(|v| v.as_ref().map_or(0, |v| v.len() * 4)).sum::<usize>()
             + match &self.key {
                 KeyValue::I64(_) => 0,
                 KeyValue::Str(s) => s.len(),
@@ -55,6 +64,12 @@ impl Document {
                 if let Some(kw) = fields.keyword[i] {
                     doc.add_text(kw, text);
                 }
+            }
+        }
+        for (i, vector) in self.vectors.iter().enumerate().take(config.vector_fields.len()) {
+            if let Some(v) = vector {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                doc.add_custom(fields.vector[i], &bytes);
             }
         }
         doc
