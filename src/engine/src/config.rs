@@ -291,6 +291,37 @@ impl IndexConfig {
 }
 
 impl VectorFieldConfig {
+    /// Checks a vector before it is indexed or searched with: the declared dimensions, finite
+    /// values, and not all zeros under cosine (it has no direction). `what` names it in messages
+    /// ("vector", "query vector").
+    pub fn check(&self, v: &[f32], what: &str) -> Result<()> {
+        if v.is_empty() {
+            return Err(Error::InvalidValue {
+                message: format!("{what} for field \"{}\" is empty", self.name),
+                hint: Some(format!("give {} values", self.dimensions)),
+            });
+        }
+        if v.len() != self.dimensions {
+            return Err(Error::InvalidValue {
+                message: format!("expected {} dimensions, not {} ({what} for field \"{}\")", self.dimensions, v.len(), self.name),
+                hint: Some(format!("field \"{}\" was created with \"dimensions\": {}", self.name, self.dimensions)),
+            });
+        }
+        if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+            return Err(Error::InvalidValue {
+                message: format!("{what} for field \"{}\" has a non-finite value ({}) at position {}", self.name, v[i], i + 1),
+                hint: Some("NaN and infinity have no distance; replace them with finite numbers".into()),
+            });
+        }
+        if self.metric == Metric::Cosine && v.iter().all(|x| *x == 0.0) {
+            return Err(Error::InvalidValue {
+                message: format!("{what} for field \"{}\" is all zeros, which has no cosine distance", self.name),
+                hint: Some("use a non-zero vector, or the l2 metric".into()),
+            });
+        }
+        Ok(())
+    }
+
     fn from_options(name: &str, opts: &serde_json::Map<String, serde_json::Value>) -> Result<VectorFieldConfig> {
         for key in opts.keys() {
             if !VECTOR_OPTIONS.contains(&key.as_str()) {

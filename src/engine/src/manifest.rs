@@ -101,10 +101,20 @@ pub struct Manifest {
 
 impl Manifest {
     /// The manifest of an empty index.
+    ///
+    /// An index with vector fields records the vector plugin's file extension: tantivy then
+    /// refuses to write or merge it without the plugin registered, so no segment can lose its
+    /// vectors, and its garbage collection and checksum validation cover the `.hvec` files.
+    /// An index without vector fields records nothing (its manifest is as before vectors).
     pub fn empty(config: IndexConfig, schema: Schema, identity: Identity) -> Manifest {
+        let persisted_custom_extensions = if config.vector_fields.is_empty() {
+            Vec::new()
+        } else {
+            vec![crate::vector::segment::EXTENSION.to_string()]
+        };
         Manifest {
             index_settings: IndexSettings::default(),
-            persisted_custom_extensions: Vec::new(),
+            persisted_custom_extensions,
             segments: Vec::new(),
             schema,
             opstamp: 0,

@@ -50,6 +50,17 @@ impl Document {
             }
     }
 
+    /// Checks every vector of the row against its field (dimensions, finite, non-zero under
+    /// cosine).
+    pub fn check_vectors(&self, config: &IndexConfig) -> crate::Result<()> {
+        for (v, field) in self.vectors.iter().zip(&config.vector_fields) {
+            if let Some(v) = v {
+                field.check(v, "vector")?;
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn to_tantivy(&self, config: &IndexConfig, fields: &Fields) -> TantivyDocument {
         let mut doc = TantivyDocument::new();
         doc.add_u64(fields.ctid, self.ctid);

@@ -26,6 +26,7 @@ use crate::manifest::Manifest;
 use crate::query::{self, DefaultOperator};
 use crate::schema::{fields_of, Fields, CTID_FIELD};
 use crate::text::writer::open_tantivy;
+use crate::vector::knn::VectorCache;
 
 /// Identity of one version of the manifest file (it is replaced by rename, so a new version is a
 /// new inode).
@@ -68,6 +69,8 @@ pub struct TextIndex {
     stamp: FileStamp,
     fields: Fields,
     analyzers: Arc<Vec<TextAnalyzer>>,
+    /// Vector files opened so far, shared with the snapshots.
+    vectors: Arc<VectorCache>,
 }
 
 impl TextIndex {
@@ -104,6 +107,7 @@ impl TextIndex {
                 stamp,
                 fields,
                 analyzers,
+                vectors: Arc::default(),
             });
         }
         Err(last_err.unwrap_or_else(|| Error::Tantivy("could not open index".into())))
@@ -129,6 +133,8 @@ impl TextIndex {
             self.directory.set_manifest(bytes);
             match self.reader.reload() {
                 Ok(()) => {
+                    let live: Vec<_> = manifest.segments.iter().map(|s| s.segment_id).collect();
+                    self.vectors.retain(&live);
                     self.manifest = manifest;
                     self.stamp = now;
                     return Ok(true);
@@ -162,6 +168,7 @@ impl TextIndex {
             manifest: Arc::new(self.manifest.clone()),
             fields: self.fields.clone(),
             analyzers: self.analyzers.clone(),
+            vectors: self.vectors.clone(),
         }
     }
 }
@@ -173,6 +180,7 @@ pub struct Snapshot {
     manifest: Arc<Manifest>,
     fields: Fields,
     analyzers: Arc<Vec<TextAnalyzer>>,
+    vectors: Arc<VectorCache>,
 }
 
 impl Snapshot {
@@ -194,6 +202,11 @@ impl Snapshot {
     /// The tantivy searcher of this generation.
     pub fn searcher(&self) -> &Searcher {
         &self.searcher
+    }
+
+    /// The open vector files (see `vector::knn`).
+    pub(crate) fn vector_cache(&self) -> &VectorCache {
+        &self.vectors
     }
 
     /// Parses and compiles a query. `default_field` is the position of the text field a bare

@@ -11,8 +11,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use tantivy::indexer::{AddOperation, SegmentWriter};
+use tantivy::indexer::{AddOperation, NoMergePolicy, SegmentWriter};
 use tantivy::{Index, IndexWriter, Segment, TantivyDocument};
 
 use crate::analyzer::tokenizer_manager;
@@ -23,6 +24,7 @@ use crate::fsutil;
 use crate::manifest::{self, Identity, Manifest, SegmentEntry, STAGING_DIR};
 use crate::schema::{build_schema, fields_of, Fields};
 use crate::text::Document;
+use crate::vector::VectorPlugin;
 
 /// The smallest memory budget tantivy accepts per indexing thread.
 pub const MIN_THREAD_BUDGET: usize = 15 << 20;
@@ -51,11 +53,26 @@ pub fn create_index_dir(dir: &Path, config: &IndexConfig, identity: &Identity) -
     Ok(m)
 }
 
-/// Opens a tantivy `Index` over `dir` with the analyzers of `config` registered.
+/// Opens a tantivy `Index` over `dir` with the analyzers of `config` registered, and the vector
+/// plugin if the index has vector fields (every segment written or merged through it then gets
+/// its `.hvec` file).
 pub(crate) fn open_tantivy(directory: SidecarDirectory, config: &IndexConfig) -> Result<Index> {
+    Ok(open_tantivy_with_plugin(directory, config)?.0)
+}
+
+/// Like [`open_tantivy`], and returns the vector plugin registered, if any, so the caller can
+/// tune it (see [`IndexBuilder`]).
+fn open_tantivy_with_plugin(directory: SidecarDirectory, config: &IndexConfig) -> Result<(Index, Option<Arc<VectorPlugin>>)> {
     let mut index = Index::open(directory)?;
     index.set_tokenizers(tokenizer_manager(config)?);
-    Ok(index)
+    let plugin = if config.vector_fields.is_empty() {
+        None
+    } else {
+        let p = Arc::new(VectorPlugin::new(config.vector_fields.clone()));
+        index.register_plugin(p.clone());
+        Some(p)
+    };
+    Ok((index, plugin))
 }
 
 /// Bulk-loads a new index folder (see the module comment).
@@ -67,6 +84,8 @@ pub struct IndexBuilder {
     index: Index,
     identity: Identity,
     docs: u64,
+    /// The vector plugin, for indexes with vector fields.
+    vectors: Option<Arc<VectorPlugin>>,
 }
 
 impl IndexBuilder {
@@ -79,10 +98,21 @@ impl IndexBuilder {
         memory_budget: usize,
     ) -> Result<IndexBuilder> {
         create_index_dir(dir, config, identity)?;
-        let index = open_tantivy(SidecarDirectory::open(dir)?, config)?;
+        let (index, vectors) = open_tantivy_with_plugin(SidecarDirectory::open(dir)?, config)?;
         let threads = threads.clamp(1, 8);
         let budget = memory_budget.max(MIN_THREAD_BUDGET * threads);
         let writer = index.writer_with_num_threads(threads, budget)?;
+        if let Some(plugin) = &vectors {
+            // Every tantivy merge would rebuild the graphs of the segments it merges, so with
+            // vector fields the build flushes segments without graphs and without merging, and
+            // `finish` merges them once, building each graph once. Measured on 100k rows of 32
+            // dimensions (2 threads): 30.6 s, against 32.0 s for graphs at every flush plus
+            // tantivy's merge policy — graph building is ~98% of either (without it the build
+            // and its final merge take 0.5 s) — but one segment instead of four, so searches
+            // are 3x faster (162 vs 478 us per query at ef 64).
+            plugin.set_build_graphs(false);
+            writer.set_merge_policy(Box::new(NoMergePolicy));
+        }
         let fields = fields_of(&index.schema(), config).ok_or_else(|| Error::Corrupt {
             path: dir.to_path_buf(),
             detail: "schema does not match the index configuration".into(),
@@ -95,11 +125,15 @@ impl IndexBuilder {
             index,
             identity: identity.clone(),
             docs: 0,
+            vectors,
         })
     }
 
     /// Queues one row; tokenising happens on the writer's threads.
     pub fn add(&mut self, doc: &Document) -> Result<()> {
+        // Checked here so a bad vector is an error for this row, not a failure of a writer
+        // thread at commit.
+        doc.check_vectors(&self.config)?;
         self.writer.add_document(doc.to_tantivy(&self.config, &self.fields))?;
         self.docs += 1;
         Ok(())
@@ -113,6 +147,15 @@ impl IndexBuilder {
     /// Flushes everything, waits for tantivy's merges and publishes our manifest.
     pub fn finish(mut self) -> Result<Manifest> {
         self.writer.commit()?;
+        if let Some(plugin) = &self.vectors {
+            // The one merge of a vector index's build (see `create`); a single segment is
+            // rewritten too, as that is where its graphs get built.
+            let ids = self.index.searchable_segment_ids()?;
+            if !ids.is_empty() {
+                plugin.set_build_graphs(true);
+                self.writer.merge(&ids).wait()?;
+            }
+        }
         self.writer.wait_merging_threads()?;
         let metas = self.index.load_metas()?;
         let segments = metas
@@ -203,6 +246,7 @@ impl SegmentBuilder {
 
     /// Tokenises and adds one row.
     pub fn add(&mut self, doc: &Document) -> Result<()> {
+        doc.check_vectors(&self.config)?;
         let document = doc.to_tantivy(&self.config, &self.fields);
         self.writer.add_document(AddOperation { opstamp: self.opstamp, document })?;
         self.opstamp += 1;

@@ -137,12 +137,14 @@ pub fn norm(a: &[f32]) -> f32 {
 }
 
 /// The distance of `metric` between a query and a stored vector. For cosine, stored vectors
-/// are unit-normalised when written and queries when prepared, so it is `1 - dot`.
+/// are unit-normalised when written and queries when prepared, so it is `1 - dot`, kept in
+/// [0, 2] as pgvector keeps it (it clamps the similarity to [-1, 1]; rounding can otherwise
+/// give -1e-7 for a vector and itself).
 #[inline]
 pub fn distance(metric: Metric, q: &[f32], v: &[f32]) -> f32 {
     match metric {
         Metric::L2 => l2sq(q, v).sqrt(),
-        Metric::Cosine => 1.0 - dot(q, v),
+        Metric::Cosine => (1.0 - dot(q, v)).clamp(0.0, 2.0),
         Metric::InnerProduct => -dot(q, v),
     }
 }
@@ -180,5 +182,13 @@ mod tests {
         assert!((dot_generic(&a, &b) - d).abs() < 1e-4);
         assert_eq!(distance(Metric::InnerProduct, &a, &b), -dot(&a, &b));
         assert!((distance(Metric::L2, &a, &b) - l.sqrt()).abs() < 1e-4);
+        // Cosine of unit vectors stays in [0, 2] whatever the rounding.
+        let n = norm(&a);
+        let u: Vec<f32> = a.iter().map(|x| x / n).collect();
+        let neg: Vec<f32> = u.iter().map(|x| -x).collect();
+        assert!(distance(Metric::Cosine, &u, &u) >= 0.0);
+        assert!(distance(Metric::Cosine, &u, &u) < 1e-6);
+        assert!(distance(Metric::Cosine, &u, &neg) <= 2.0);
+        assert!(distance(Metric::Cosine, &u, &neg) > 2.0 - 1e-6);
     }
 }
