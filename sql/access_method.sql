@@ -24,3 +24,18 @@ CREATE OPERATOR CLASS hybrid_int2_ops DEFAULT FOR TYPE int2 USING hybrid AS STOR
 CREATE OPERATOR CLASS hybrid_int4_ops DEFAULT FOR TYPE int4 USING hybrid AS STORAGE int4;
 CREATE OPERATOR CLASS hybrid_int8_ops DEFAULT FOR TYPE int8 USING hybrid AS STORAGE int8;
 CREATE OPERATOR CLASS hybrid_uuid_ops DEFAULT FOR TYPE uuid USING hybrid AS STORAGE uuid;
+
+-- Vector distances on real[], with pgvector's meaning. They order
+-- ORDER BY embedding <=> $1 LIMIT k through a hybrid index whose field has that metric.
+CREATE OPERATOR <-> (LEFTARG = real[], RIGHTARG = real[], FUNCTION = hybrid.l2_distance, COMMUTATOR = '<->');
+CREATE OPERATOR <=> (LEFTARG = real[], RIGHTARG = real[], FUNCTION = hybrid.cosine_distance, COMMUTATOR = '<=>');
+CREATE OPERATOR <#> (LEFTARG = real[], RIGHTARG = real[], FUNCTION = hybrid.negative_inner_product, COMMUTATOR = '<#>');
+COMMENT ON OPERATOR <-> (real[], real[]) IS 'Euclidean distance';
+COMMENT ON OPERATOR <=> (real[], real[]) IS 'cosine distance (1 - cosine similarity)';
+COMMENT ON OPERATOR <#> (real[], real[]) IS 'negative inner product';
+
+-- Vector columns. Which operator a field answers is its "metric" option.
+CREATE OPERATOR CLASS hybrid_vector_ops DEFAULT FOR TYPE real[] USING hybrid AS
+    OPERATOR 1 <-> (real[], real[]) FOR ORDER BY float_ops,
+    OPERATOR 2 <=> (real[], real[]) FOR ORDER BY float_ops,
+    OPERATOR 3 <#> (real[], real[]) FOR ORDER BY float_ops;

@@ -19,6 +19,12 @@ pub static TOPK_HEADROOM: GucSetting<i32> = GucSetting::<i32>::new(10);
 /// Seconds between two sweeps of orphaned index folders by the launcher.
 pub static SWEEP_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(300);
 
+/// Candidate list size of a nearest-neighbour search (higher: better recall, slower).
+pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(100);
+/// A filtered nearest-neighbour search scores the matching rows exactly (rather than walking
+/// the graph) when a segment has at most this many of them.
+pub static EXACT_SEARCH_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(20_000);
+
 /// Registers the settings. Called from `_PG_init` in every backend.
 pub fn init() {
     GucRegistry::define_int_guc(
@@ -64,6 +70,26 @@ pub fn init() {
         c"Enables the planner's use of the ranked hybrid search scan.",
         c"The scan computes hybrid.score() and pushes ORDER BY score LIMIT k into the index.",
         &ENABLE_SEARCH_SCAN,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"hybrid.ef_search",
+        c"Candidate list size of HNSW nearest-neighbour searches.",
+        c"Higher values find the true nearest neighbours more often and take longer; at least the rows asked for are searched.",
+        &EF_SEARCH,
+        1,
+        10_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"hybrid.exact_search_threshold",
+        c"Filtered vector searches score matching rows exactly when a segment has at most this many.",
+        c"Above it, the HNSW graph is walked with the filter applied inside the walk.",
+        &EXACT_SEARCH_THRESHOLD,
+        0,
+        100_000_000,
         GucContext::Userset,
         GucFlags::default(),
     );

@@ -9,6 +9,7 @@ use hybrid_engine::config::{ColumnKind, ColumnSpec, IndexConfig};
 use hybrid_engine::manifest::Manifest;
 use hybrid_engine::text::{pack_ctid, unpack_ctid, Document, KeyValue};
 use pgrx::prelude::*;
+use pgrx::FromDatum;
 use pgrx::PgSqlErrorCode;
 
 use crate::error::{raise_with, OrRaise};
@@ -20,6 +21,8 @@ pub enum Role {
     Key,
     /// The text field at this position of the config.
     Text(usize),
+    /// The vector field at this position of the config.
+    Vector(usize),
 }
 
 /// The columns of one index.
@@ -49,6 +52,7 @@ pub unsafe fn column_specs(index: pg_sys::Relation) -> Vec<(ColumnSpec, pg_sys::
             let kind = match a.atttypid {
                 pg_sys::TEXTOID | pg_sys::VARCHAROID | pg_sys::BPCHAROID => ColumnKind::Text,
                 pg_sys::INT2OID | pg_sys::INT4OID | pg_sys::INT8OID => ColumnKind::Integer,
+                pg_sys::FLOAT4ARRAYOID => ColumnKind::Vector,
                 _ => ColumnKind::Other,
             };
             (ColumnSpec { name, kind }, a.atttypid)
@@ -66,11 +70,15 @@ pub unsafe fn layout_for(index: pg_sys::Relation, config: &IndexConfig) -> Layou
     let mut key_col = 0;
     let mut key_type = pg_sys::InvalidOid;
     let mut next_text = 0;
+    let mut next_vector = 0;
     for (i, (c, ty)) in cols.iter().enumerate() {
         if c.name == config.key_field {
             roles.push(Role::Key);
             key_col = i;
             key_type = *ty;
+        } else if c.kind == ColumnKind::Vector {
+            roles.push(Role::Vector(next_vector));
+            next_vector += 1;
         } else {
             roles.push(Role::Text(next_text));
             next_text += 1;
@@ -128,6 +136,23 @@ pub unsafe fn datum_text(datum: pg_sys::Datum) -> String {
     s
 }
 
+/// The elements of a `real[]` Datum. NULL elements are refused (22004); a multi-dimensional
+/// array is read in storage order.
+///
+/// # Safety
+/// `datum` must be a non-null `real[]` Datum.
+pub unsafe fn datum_vector(datum: pg_sys::Datum, field: &str) -> Vec<f32> {
+    let arr = pgrx::Array::<f32>::from_datum(datum, false).expect("non-null array");
+    if arr.contains_nulls() {
+        raise_with(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            format!("vector for field \"{field}\" contains NULL elements"),
+            Some("vectors must be arrays of numbers without NULLs; a NULL vector (the whole value) is allowed".into()),
+        );
+    }
+    arr.iter_deny_null().collect()
+}
+
 /// The key value of a Datum of type `ty`.
 ///
 /// # Safety
@@ -175,14 +200,23 @@ pub unsafe fn document(
     }
     let key = key_value(values[layout.key_col], layout.key_type);
     let mut texts = vec![None; layout.config.text_fields.len()];
+    let mut vectors = vec![None; layout.config.vector_fields.len()];
     for (i, role) in layout.roles.iter().enumerate() {
-        if let Role::Text(f) = role {
-            if !isnull[i] {
-                texts[*f] = Some(datum_text(values[i]));
+        if isnull[i] {
+            continue;
+        }
+        match role {
+            Role::Text(f) => texts[*f] = Some(datum_text(values[i])),
+            Role::Vector(f) => {
+                let cfg = &layout.config.vector_fields[*f];
+                let v = datum_vector(values[i], &cfg.name);
+                cfg.check(&v, "vector").or_raise();
+                vectors[*f] = Some(v);
             }
+            Role::Key => {}
         }
     }
-    Document { ctid: tid_to_u64(tid), key, texts, vectors: Vec::new() }
+    Document { ctid: tid_to_u64(tid), key, texts, vectors }
 }
 
 /// A heap tuple id as stored in the index.

@@ -25,7 +25,19 @@ pgrx::extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
 pgrx::extension_sql_file!(
     "../sql/access_method.sql",
     name = "access_method",
-    requires = [am::handler::hybrid_handler, api::search::hybrid::search_text]
+    requires = [
+        am::handler::hybrid_handler,
+        api::search::hybrid::search_text,
+        api::vector::hybrid::l2_distance,
+        api::vector::hybrid::cosine_distance,
+        api::vector::hybrid::negative_inner_product
+    ]
+);
+
+pgrx::extension_sql_file!(
+    "../sql/fusion.sql",
+    name = "fusion",
+    requires = ["access_method", api::search::hybrid::score]
 );
 
 #[pg_guard]

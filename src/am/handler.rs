@@ -17,7 +17,8 @@ fn hybrid_handler(_fcinfo: pg_sys::FunctionCallInfo) -> PgBox<pg_sys::IndexAmRou
     am.amsupport = 0;
     am.amoptsprocnum = 0;
     am.amcanorder = false;
-    am.amcanorderbyop = false;
+    // ORDER BY embedding <=> $1: nearest-neighbour scans of vector columns.
+    am.amcanorderbyop = true;
     am.amcanbackward = false;
     am.amcanunique = false;
     am.amcanmulticol = true;

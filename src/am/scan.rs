@@ -1,24 +1,53 @@
-//! Index scans for `col @@@ 'query'`, plain (`amgettuple`) and bitmap (`amgetbitmap`).
+//! Index scans: `col @@@ 'query'` filters, plain (`amgettuple`) and bitmap (`amgetbitmap`), and
+//! nearest-neighbour scans, `ORDER BY embedding <=> $1` (`amgettuple` with order-by keys).
 //!
-//! The whole query runs at (re)scan time against a snapshot of the newest generation, after
-//! this transaction's own buffered rows are published (read your own writes). The result is a
-//! list of tuple ids in heap order; Postgres checks each against the query's snapshot, so rows
-//! of aborted or not-yet-visible transactions never come back (invariant 2). Matching is exact,
-//! so no recheck is requested.
+//! Every scan starts by publishing this transaction's buffered rows (read your own writes) and
+//! taking a snapshot of the newest index generation. Postgres checks each returned tuple id
+//! against the query's snapshot, so rows of aborted or not-yet-visible transactions never come
+//! back (invariant 2). Text matching is exact, so no recheck is requested.
+//!
+//! A filter scan runs the whole query at (re)scan time and returns tuple ids in heap order.
+//! A nearest-neighbour scan returns rows by increasing distance in rounds: the first asks the
+//! index for the `hybrid.ef_search` nearest rows (the `@@@` conditions of the scan applied
+//! inside the search); if Postgres keeps asking (rows turned out invisible, or failed conditions
+//! the index cannot evaluate), the next round asks for twice as many, and so on until every
+//! indexed row has been returned: the scan never ends before the rows that exist do.
+
+use std::collections::{HashSet, VecDeque};
 
 use hybrid_engine::query::compile::conjunction;
 use hybrid_engine::query::DefaultOperator;
+use hybrid_engine::tantivy::query::Query;
+use hybrid_engine::text::reader::Snapshot;
+use hybrid_engine::vector::distance::Metric;
 use pgrx::prelude::*;
-use pgrx::PgMemoryContexts;
+use pgrx::{PgMemoryContexts, PgSqlErrorCode};
 
-use crate::error::OrRaise;
-use crate::layout::{self, Role};
-use crate::{sidecar, xact};
+use crate::error::{raise_with, OrRaise};
+use crate::layout::{self, Layout, Role};
+use crate::{gucs, sidecar, xact};
+
+/// A nearest-neighbour scan in progress.
+struct Knn {
+    snap: Snapshot,
+    field: usize,
+    query: Vec<f32>,
+    filter: Option<Box<dyn Query>>,
+    /// Rows to ask for in the next round.
+    k: usize,
+    /// Rows of the last round not returned yet, nearest first.
+    pending: VecDeque<(f32, u64)>,
+    /// Tuple ids already returned.
+    returned: HashSet<u64>,
+    /// The index has no more rows to give.
+    exhausted: bool,
+}
 
 #[derive(Default)]
 struct ScanState {
     ctids: Vec<u64>,
     pos: usize,
+    knn: Option<Knn>,
 }
 
 unsafe fn state<'a>(scan: pg_sys::IndexScanDesc) -> &'a mut ScanState {
@@ -32,25 +61,27 @@ pub unsafe extern "C-unwind" fn ambeginscan(
     norderbys: std::ffi::c_int,
 ) -> pg_sys::IndexScanDesc {
     let scan = pg_sys::RelationGetIndexScan(index, nkeys, norderbys);
+    if norderbys > 0 {
+        // The access method provides the arrays the executor reads distances from.
+        (*scan).xs_orderbyvals = pg_sys::palloc0(std::mem::size_of::<pg_sys::Datum>() * norderbys as usize).cast();
+        (*scan).xs_orderbynulls = pg_sys::palloc0(std::mem::size_of::<bool>() * norderbys as usize).cast();
+    }
     // Dropped with the scan's memory context, also when the query fails half-way.
     let st = PgMemoryContexts::CurrentMemoryContext.leak_and_drop_on_delete(ScanState::default());
     (*scan).opaque = st.cast();
     scan
 }
 
-/// The tuple ids matching all of the scan's keys, sorted (heap order).
+/// The conjunction of the scan's `@@@` keys: `Err(())` if one is `@@@ NULL` (no row matches),
+/// `Ok(None)` if there are none.
 ///
 /// # Safety
-/// `index` must be an open index of ours; `keys` must hold `nkeys` scan keys on it.
-pub unsafe fn matching_tids(index: pg_sys::Relation, keys: &[pg_sys::ScanKeyData]) -> Vec<u64> {
-    let layout = layout::layout(index);
-    xact::flush(&layout.dir);
-    let snap = sidecar::snapshot(&layout.dir).or_raise();
+/// `keys` must be scan keys on the index of `layout`.
+unsafe fn compile_keys(layout: &Layout, snap: &Snapshot, keys: &[pg_sys::ScanKeyData]) -> Result<Option<Box<dyn Query>>, ()> {
     let mut queries = Vec::with_capacity(keys.len());
     for k in keys {
         if k.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
-            // `col @@@ NULL` is NULL, which is not true.
-            return Vec::new();
+            return Err(());
         }
         let default_field = match layout.roles.get((k.sk_attno - 1) as usize) {
             Some(Role::Text(f)) => Some(*f),
@@ -59,10 +90,104 @@ pub unsafe fn matching_tids(index: pg_sys::Relation, keys: &[pg_sys::ScanKeyData
         let text = layout::datum_text(k.sk_argument);
         queries.push(snap.compile(&text, default_field, DefaultOperator::Or).or_raise_in(&text));
     }
-    let query = if queries.is_empty() { Box::new(hybrid_engine::tantivy::query::AllQuery) } else { conjunction(queries) };
+    Ok((!queries.is_empty()).then(|| conjunction(queries)))
+}
+
+/// The tuple ids matching all of the scan's keys, sorted (heap order).
+///
+/// # Safety
+/// `index` must be an open index of ours; `keys` must be scan keys on it.
+pub unsafe fn matching_tids(index: pg_sys::Relation, keys: &[pg_sys::ScanKeyData]) -> Vec<u64> {
+    let layout = layout::layout(index);
+    xact::flush(&layout.dir);
+    let snap = sidecar::snapshot(&layout.dir).or_raise();
+    let query = match compile_keys(&layout, &snap, keys) {
+        Err(()) => return Vec::new(),
+        Ok(Some(q)) => q,
+        Ok(None) => Box::new(hybrid_engine::tantivy::query::AllQuery),
+    };
     let mut ctids = snap.matching_ctids(&*query).or_raise();
     ctids.sort_unstable();
     ctids
+}
+
+/// The metric a `FOR ORDER BY` strategy of `hybrid_vector_ops` stands for.
+fn strategy_metric(strategy: u16) -> Option<Metric> {
+    match strategy {
+        1 => Some(Metric::L2),
+        2 => Some(Metric::Cosine),
+        3 => Some(Metric::InnerProduct),
+        _ => None,
+    }
+}
+
+/// Starts a nearest-neighbour scan, or `None` if no row can come out (`ORDER BY v <-> NULL`,
+/// `@@@ NULL`).
+unsafe fn start_knn(index: pg_sys::Relation, keys: &[pg_sys::ScanKeyData], order: &pg_sys::ScanKeyData) -> Option<Knn> {
+    let layout = layout::layout(index);
+    let field = match layout.roles.get((order.sk_attno - 1) as usize) {
+        Some(Role::Vector(f)) => *f,
+        _ => raise_with(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            "a hybrid index orders rows only by the distance of one of its vector columns",
+            None,
+        ),
+    };
+    let cfg = &layout.config.vector_fields[field];
+    if strategy_metric(order.sk_strategy) != Some(cfg.metric) {
+        // The planner does not choose such a path (see cost.rs); this guards against it anyway.
+        raise_with(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("vector field \"{}\" is indexed for {} ({})", cfg.name, cfg.metric.name(), cfg.metric.operator()),
+            Some(format!("order by {} {} ..., or create an index with the metric you need", cfg.name, cfg.metric.operator())),
+        );
+    }
+    if order.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
+        return None;
+    }
+    let query = layout::datum_vector(order.sk_argument, &cfg.name);
+    cfg.check(&query, "query vector").or_raise();
+    xact::flush(&layout.dir);
+    let snap = sidecar::snapshot(&layout.dir).or_raise();
+    let filter = compile_keys(&layout, &snap, keys).ok()?;
+    Some(Knn {
+        snap,
+        field,
+        query,
+        filter,
+        k: (gucs::EF_SEARCH.get().max(1) as usize).max(10),
+        pending: VecDeque::new(),
+        returned: HashSet::new(),
+        exhausted: false,
+    })
+}
+
+impl Knn {
+    /// Asks the index for the next, larger round of nearest rows.
+    fn next_round(&mut self) {
+        let ef = (gucs::EF_SEARCH.get().max(1) as usize).max(self.k);
+        let exact_below = gucs::EXACT_SEARCH_THRESHOLD.get().max(0) as usize;
+        let result = self
+            .snap
+            .knn(self.field, &self.query, self.k, ef, self.filter.as_deref(), exact_below)
+            .or_raise();
+        self.exhausted = result.hits.len() < self.k;
+        self.pending = result.hits.into_iter().filter(|(_, c)| !self.returned.contains(c)).collect();
+        self.k = self.k.saturating_mul(2);
+    }
+
+    fn next(&mut self) -> Option<(f32, u64)> {
+        loop {
+            if let Some(hit) = self.pending.pop_front() {
+                self.returned.insert(hit.1);
+                return Some(hit);
+            }
+            if self.exhausted {
+                return None;
+            }
+            self.next_round();
+        }
+    }
 }
 
 #[pg_guard]
@@ -70,23 +195,46 @@ pub unsafe extern "C-unwind" fn amrescan(
     scan: pg_sys::IndexScanDesc,
     keys: pg_sys::ScanKey,
     nkeys: std::ffi::c_int,
-    _orderbys: pg_sys::ScanKey,
-    _norderbys: std::ffi::c_int,
+    orderbys: pg_sys::ScanKey,
+    norderbys: std::ffi::c_int,
 ) {
     if !keys.is_null() && nkeys > 0 && keys != (*scan).keyData {
         std::ptr::copy(keys, (*scan).keyData, nkeys as usize);
     }
+    if !orderbys.is_null() && norderbys > 0 && orderbys != (*scan).orderByData {
+        std::ptr::copy(orderbys, (*scan).orderByData, norderbys as usize);
+    }
     let n = (*scan).numberOfKeys as usize;
     let keys: &[pg_sys::ScanKeyData] = if n == 0 { &[] } else { std::slice::from_raw_parts((*scan).keyData, n) };
-    let ctids = matching_tids((*scan).indexRelation, keys);
     let st = state(scan);
-    st.ctids = ctids;
     st.pos = 0;
+    st.ctids = Vec::new();
+    st.knn = None;
+    if (*scan).numberOfOrderBys > 0 {
+        let order = &*(*scan).orderByData;
+        match start_knn((*scan).indexRelation, keys, order) {
+            Some(k) => st.knn = Some(k),
+            None => st.pos = usize::MAX,
+        }
+    } else {
+        st.ctids = matching_tids((*scan).indexRelation, keys);
+    }
 }
 
 #[pg_guard]
 pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg_sys::ScanDirection::Type) -> bool {
     let st = state(scan);
+    if let Some(knn) = &mut st.knn {
+        let Some((distance, ctid)) = knn.next() else { return false };
+        (*scan).xs_heaptid = layout::u64_to_tid(ctid);
+        (*scan).xs_recheck = false;
+        // The distance is exact (the metric of the field is the operator's), so Postgres need
+        // not recompute it to order rows.
+        *(*scan).xs_orderbyvals = f64::from(distance).into_datum().expect("float8 datum");
+        *(*scan).xs_orderbynulls = false;
+        (*scan).xs_recheckorderby = false;
+        return true;
+    }
     let Some(&ctid) = st.ctids.get(st.pos) else { return false };
     st.pos += 1;
     (*scan).xs_heaptid = layout::u64_to_tid(ctid);
@@ -110,4 +258,5 @@ pub unsafe extern "C-unwind" fn amendscan(scan: pg_sys::IndexScanDesc) {
     // The state itself goes with the scan's memory context; release the results now.
     let st = state(scan);
     st.ctids = Vec::new();
+    st.knn = None;
 }

@@ -1,4 +1,5 @@
-//! SQL functions, by audience: `search` for queries, `admin` for DBAs.
+//! SQL functions, by audience: `search` and `vector` for queries, `admin` for DBAs.
 
 pub mod admin;
 pub mod search;
+pub mod vector;
