@@ -15,9 +15,12 @@ CREATE OPERATOR @@@ (
 );
 COMMENT ON OPERATOR @@@ (text, text) IS 'matches a pg_hybrid search query';
 
--- Text columns (varchar and char columns use it through their cast to text).
+-- Text columns (varchar columns use it through their cast to text). Equality lets the index
+-- evaluate `col = 'value'` too, e.g. as the filter of a nearest-neighbour search: exactly on a
+-- keyword twin or a raw field, as a superset rechecked by Postgres otherwise.
 CREATE OPERATOR CLASS hybrid_text_ops DEFAULT FOR TYPE text USING hybrid AS
-    OPERATOR 1 @@@ (text, text);
+    OPERATOR 1 @@@ (text, text),
+    OPERATOR 2 = (text, text);
 
 -- Key columns: no operator, the index only stores the value.
 CREATE OPERATOR CLASS hybrid_int2_ops DEFAULT FOR TYPE int2 USING hybrid AS STORAGE int2;

@@ -41,12 +41,16 @@ struct Knn {
     returned: HashSet<u64>,
     /// The index has no more rows to give.
     exhausted: bool,
+    /// Postgres must recheck the scan's conditions on returned rows.
+    recheck: bool,
 }
 
 #[derive(Default)]
 struct ScanState {
     ctids: Vec<u64>,
     pos: usize,
+    /// Postgres must recheck the conditions on returned rows.
+    recheck: bool,
     knn: Option<Knn>,
 }
 
@@ -72,43 +76,67 @@ pub unsafe extern "C-unwind" fn ambeginscan(
     scan
 }
 
-/// The conjunction of the scan's `@@@` keys: `Err(())` if one is `@@@ NULL` (no row matches),
-/// `Ok(None)` if there are none.
+/// What the scan's keys ask: the conjunction of their queries (`None` without keys), and
+/// whether Postgres must recheck the returned rows (an `=` on an analysed text field is only a
+/// superset). `Err(())` if a key compares with NULL: no row matches.
+type Keys = Result<(Option<Box<dyn Query>>, bool), ()>;
+
+/// Strategy numbers of `hybrid_text_ops`.
+const STRATEGY_SEARCH: u16 = 1;
+const STRATEGY_EQUAL: u16 = 2;
+
+/// Compiles the scan's keys (`col @@@ 'query'`, `col = 'value'`).
 ///
 /// # Safety
 /// `keys` must be scan keys on the index of `layout`.
-unsafe fn compile_keys(layout: &Layout, snap: &Snapshot, keys: &[pg_sys::ScanKeyData]) -> Result<Option<Box<dyn Query>>, ()> {
+unsafe fn compile_keys(layout: &Layout, snap: &Snapshot, keys: &[pg_sys::ScanKeyData]) -> Keys {
     let mut queries = Vec::with_capacity(keys.len());
+    let mut recheck = false;
     for k in keys {
         if k.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
             return Err(());
         }
-        let default_field = match layout.roles.get((k.sk_attno - 1) as usize) {
+        let field = match layout.roles.get((k.sk_attno - 1) as usize) {
             Some(Role::Text(f)) => Some(*f),
             _ => None,
         };
         let text = layout::datum_text(k.sk_argument);
-        queries.push(snap.compile(&text, default_field, DefaultOperator::Or).or_raise_in(&text));
+        match (k.sk_strategy, field) {
+            (STRATEGY_EQUAL, Some(f)) => {
+                let (q, exact) = snap.equality(f, &text);
+                recheck |= !exact;
+                queries.push(q);
+            }
+            (STRATEGY_SEARCH, _) => {
+                queries.push(snap.compile(&text, field, DefaultOperator::Or).or_raise_in(&text));
+            }
+            (s, _) => raise_with(
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+                format!("hybrid index got a scan key of unknown strategy {s}"),
+                None,
+            ),
+        }
     }
-    Ok((!queries.is_empty()).then(|| conjunction(queries)))
+    Ok(((!queries.is_empty()).then(|| conjunction(queries)), recheck))
 }
 
-/// The tuple ids matching all of the scan's keys, sorted (heap order).
+/// The tuple ids matching all of the scan's keys, sorted (heap order), and whether Postgres
+/// must recheck them.
 ///
 /// # Safety
 /// `index` must be an open index of ours; `keys` must be scan keys on it.
-pub unsafe fn matching_tids(index: pg_sys::Relation, keys: &[pg_sys::ScanKeyData]) -> Vec<u64> {
+pub unsafe fn matching_tids(index: pg_sys::Relation, keys: &[pg_sys::ScanKeyData]) -> (Vec<u64>, bool) {
     let layout = layout::layout(index);
     xact::flush(&layout.dir);
     let snap = sidecar::snapshot(&layout.dir).or_raise();
-    let query = match compile_keys(&layout, &snap, keys) {
-        Err(()) => return Vec::new(),
-        Ok(Some(q)) => q,
-        Ok(None) => Box::new(hybrid_engine::tantivy::query::AllQuery),
+    let (query, recheck) = match compile_keys(&layout, &snap, keys) {
+        Err(()) => return (Vec::new(), false),
+        Ok((Some(q), r)) => (q, r),
+        Ok((None, r)) => (Box::new(hybrid_engine::tantivy::query::AllQuery) as Box<dyn Query>, r),
     };
     let mut ctids = snap.matching_ctids(&*query).or_raise();
     ctids.sort_unstable();
-    ctids
+    (ctids, recheck)
 }
 
 /// The metric a `FOR ORDER BY` strategy of `hybrid_vector_ops` stands for.
@@ -149,12 +177,13 @@ unsafe fn start_knn(index: pg_sys::Relation, keys: &[pg_sys::ScanKeyData], order
     cfg.check(&query, "query vector").or_raise();
     xact::flush(&layout.dir);
     let snap = sidecar::snapshot(&layout.dir).or_raise();
-    let filter = compile_keys(&layout, &snap, keys).ok()?;
+    let (filter, recheck) = compile_keys(&layout, &snap, keys).ok()?;
     Some(Knn {
         snap,
         field,
         query,
         filter,
+        recheck,
         k: (gucs::EF_SEARCH.get().max(1) as usize).max(10),
         pending: VecDeque::new(),
         returned: HashSet::new(),
@@ -209,6 +238,7 @@ pub unsafe extern "C-unwind" fn amrescan(
     let st = state(scan);
     st.pos = 0;
     st.ctids = Vec::new();
+    st.recheck = false;
     st.knn = None;
     if (*scan).numberOfOrderBys > 0 {
         let order = &*(*scan).orderByData;
@@ -217,7 +247,7 @@ pub unsafe extern "C-unwind" fn amrescan(
             None => st.pos = usize::MAX,
         }
     } else {
-        st.ctids = matching_tids((*scan).indexRelation, keys);
+        (st.ctids, st.recheck) = matching_tids((*scan).indexRelation, keys);
     }
 }
 
@@ -227,7 +257,7 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg
     if let Some(knn) = &mut st.knn {
         let Some((distance, ctid)) = knn.next() else { return false };
         (*scan).xs_heaptid = layout::u64_to_tid(ctid);
-        (*scan).xs_recheck = false;
+        (*scan).xs_recheck = knn.recheck;
         // The distance is exact (the metric of the field is the operator's), so Postgres need
         // not recompute it to order rows.
         *(*scan).xs_orderbyvals = f64::from(distance).into_datum().expect("float8 datum");
@@ -238,7 +268,7 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg
     let Some(&ctid) = st.ctids.get(st.pos) else { return false };
     st.pos += 1;
     (*scan).xs_heaptid = layout::u64_to_tid(ctid);
-    (*scan).xs_recheck = false;
+    (*scan).xs_recheck = st.recheck;
     true
 }
 
@@ -247,7 +277,7 @@ pub unsafe extern "C-unwind" fn amgetbitmap(scan: pg_sys::IndexScanDesc, tbm: *m
     let st = state(scan);
     let mut tids: Vec<pg_sys::ItemPointerData> = st.ctids.iter().map(|c| layout::u64_to_tid(*c)).collect();
     for chunk in tids.chunks_mut(1 << 16) {
-        pg_sys::tbm_add_tuples(tbm, chunk.as_mut_ptr(), chunk.len() as i32, false);
+        pg_sys::tbm_add_tuples(tbm, chunk.as_mut_ptr(), chunk.len() as i32, st.recheck);
     }
     st.pos = st.ctids.len();
     tids.len() as i64

@@ -6,8 +6,8 @@ use pgrx::prelude::*;
 mod hybrid {
     use std::collections::HashSet;
 
-    use hybrid_engine::manifest::Manifest;
     use hybrid_engine::text::maintenance;
+    use hybrid_engine::vector::stats::field_stats;
     use pgrx::prelude::*;
     use pgrx::{PgRelation, PgSqlErrorCode};
 
@@ -28,7 +28,9 @@ mod hybrid {
     }
 
     /// What an index holds: live and deleted documents, segments, bytes on disk, its folder
-    /// and its generation (bumped by every change published).
+    /// and its generation (bumped by every change published); for vector fields, the vectors
+    /// of live rows, tombstones (vectors of deleted rows not merged away yet), segments with a
+    /// graph and the bytes of vector files.
     #[pg_extern(volatile, strict)]
     fn index_info(
         index: PgRelation,
@@ -41,6 +43,10 @@ mod hybrid {
             name!(bytes, i64),
             name!(directory, String),
             name!(generation, i64),
+            name!(vectors, i64),
+            name!(deleted_vectors, i64),
+            name!(vector_graph_segments, i32),
+            name!(vector_bytes, i64),
         ),
     > {
         check_hybrid_index(&index);
@@ -48,8 +54,10 @@ mod hybrid {
         // SAFETY: rel is an open index relation.
         let dir = unsafe { sidecar::index_dir(rel.as_ptr()) };
         xact::flush(&dir);
-        let m = Manifest::read(&dir).or_raise();
+        let snap = sidecar::snapshot(&dir).or_raise();
+        let m = snap.manifest();
         let bytes = hybrid_engine::fsutil::dir_size(&dir).unwrap_or(0);
+        let (fields, vector_bytes) = field_stats(&snap).or_raise();
         TableIterator::once((
             m.num_docs() as i64,
             m.num_deleted() as i64,
@@ -57,7 +65,59 @@ mod hybrid {
             bytes as i64,
             dir.display().to_string(),
             m.hybrid.generation as i64,
+            fields.iter().map(|f| f.vectors as i64).sum(),
+            fields.iter().map(|f| f.deleted as i64).sum(),
+            fields.iter().map(|f| f.graph_segments as i32).max().unwrap_or(0),
+            vector_bytes as i64,
         ))
+    }
+
+    /// The vector fields of an index: how each is indexed (dimensions, metric, HNSW m and
+    /// ef_construction) and what it holds (vectors, tombstones, segments searched through a
+    /// graph or exactly).
+    #[pg_extern(volatile, strict)]
+    fn vector_info(
+        index: PgRelation,
+    ) -> TableIterator<
+        'static,
+        (
+            name!(field, String),
+            name!(dimensions, i32),
+            name!(metric, String),
+            name!(m, i32),
+            name!(ef_construction, i32),
+            name!(vectors, i64),
+            name!(deleted_vectors, i64),
+            name!(graph_segments, i32),
+            name!(exact_segments, i32),
+        ),
+    > {
+        check_hybrid_index(&index);
+        // SAFETY: index is an open index relation.
+        let dir = unsafe { sidecar::index_dir(index.as_ptr()) };
+        xact::flush(&dir);
+        let snap = sidecar::snapshot(&dir).or_raise();
+        let (stats, _) = field_stats(&snap).or_raise();
+        let rows: Vec<_> = snap
+            .config()
+            .vector_fields
+            .iter()
+            .zip(stats)
+            .map(|(c, s)| {
+                (
+                    c.name.clone(),
+                    c.dimensions as i32,
+                    c.metric.name().to_string(),
+                    c.m as i32,
+                    c.ef_construction as i32,
+                    s.vectors as i64,
+                    s.deleted as i64,
+                    s.graph_segments as i32,
+                    s.exact_segments as i32,
+                )
+            })
+            .collect();
+        TableIterator::new(rows)
     }
 
     /// Merges all segments of an index into one, dropping deleted entries. Returns whether

@@ -363,3 +363,38 @@ pub fn conjunction(mut queries: Vec<Box<dyn Query>>) -> Box<dyn Query> {
     }
     Box::new(BooleanQuery::new(queries.into_iter().map(|q| (Occur::Must, q)).collect()))
 }
+
+/// `col = 'value'` on a text field, for SQL equality conditions the index evaluates (a filter
+/// of a nearest-neighbour search, say). Exact when the field keeps raw values (a keyword twin,
+/// or the raw tokenizer without lowercasing): the returned flag is then true. Otherwise the
+/// query matches the value's analysed words as a phrase, a superset of the equal rows, and the
+/// caller must have Postgres recheck the condition.
+pub fn equality(config: &IndexConfig, fields: &Fields, analyzers: &[TextAnalyzer], field: usize, value: &str) -> (Box<dyn Query>, bool) {
+    if let Some(kw) = fields.keyword[field] {
+        return (Box::new(TermQuery::new(Term::from_field_text(kw, value), IndexRecordOption::Basic)), true);
+    }
+    let cfg = &config.text_fields[field];
+    if cfg.tokenizer == TokenizerKind::Raw && !cfg.lowercase && !cfg.ascii_folding && cfg.stemmer.is_none() {
+        let q = TermQuery::new(Term::from_field_text(fields.text[field], value), IndexRecordOption::Basic);
+        return (Box::new(q), true);
+    }
+    let mut analyzer = analyzers[field].clone();
+    let toks = tokens(&mut analyzer, value);
+    let q: Box<dyn Query> = match toks.len() {
+        // No words (a stop word, an empty string): only a recheck can tell.
+        0 => Box::new(AllQuery),
+        1 => Box::new(TermQuery::new(Term::from_field_text(fields.text[field], &toks[0].1), IndexRecordOption::Basic)),
+        _ if matches!(cfg.tokenizer, TokenizerKind::Ngram { .. }) => Box::new(BooleanQuery::new(
+            toks.iter()
+                .map(|(_, t)| {
+                    let q: Box<dyn Query> = Box::new(TermQuery::new(Term::from_field_text(fields.text[field], t), IndexRecordOption::Basic));
+                    (Occur::Must, q)
+                })
+                .collect(),
+        )),
+        _ => Box::new(PhraseQuery::new_with_offset(
+            toks.iter().map(|(p, t)| (*p, Term::from_field_text(fields.text[field], t))).collect(),
+        )),
+    };
+    (q, false)
+}

@@ -228,6 +228,12 @@ impl Snapshot {
         query::compile::compile(&ast, &ctx)
     }
 
+    /// `col = 'value'` on text field `field` (see `query::compile::equality`): the query and
+    /// whether it is exact.
+    pub fn equality(&self, field: usize, value: &str) -> (Box<dyn Query>, bool) {
+        query::compile::equality(self.config(), &self.fields, &self.analyzers, field, value)
+    }
+
     /// The tuple ids of every live document matching `query`, in no particular order.
     pub fn matching_ctids(&self, query: &dyn Query) -> Result<Vec<u64>> {
         let segs = self.searcher.search(query, &CtidCollector { scored: false })?;

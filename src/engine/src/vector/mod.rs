@@ -15,6 +15,7 @@ pub mod graph;
 pub mod knn;
 pub mod plugin;
 pub mod search;
+pub mod stats;
 pub mod segment;
 
 use std::borrow::Cow;

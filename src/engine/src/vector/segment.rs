@@ -446,6 +446,11 @@ impl VectorSegment {
         Ok(VectorSegment { backing, max_doc, fields: layouts, path })
     }
 
+    /// Size of the file's contents in bytes.
+    pub fn byte_len(&self) -> usize {
+        self.backing.bytes().len()
+    }
+
     /// The segment's max_doc.
     pub fn max_doc(&self) -> u32 {
         self.max_doc
