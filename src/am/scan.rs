@@ -11,7 +11,9 @@
 //! index for the `hybrid.ef_search` nearest rows (the `@@@` conditions of the scan applied
 //! inside the search); if Postgres keeps asking (rows turned out invisible, or failed conditions
 //! the index cannot evaluate), the next round asks for twice as many, and so on until every
-//! indexed row has been returned: the scan never ends before the rows that exist do.
+//! indexed row has been returned: the scan never ends before the rows that exist do. Rows
+//! without a vector come last with a NULL distance, as a sort puts them (ORDER BY ... ASC NULLS
+//! LAST); with a NULL query vector every distance is NULL and all rows come, in no order.
 
 use std::collections::{HashSet, VecDeque};
 
@@ -39,8 +41,11 @@ struct Knn {
     pending: VecDeque<(f32, u64)>,
     /// Tuple ids already returned.
     returned: HashSet<u64>,
-    /// The index has no more rows to give.
+    /// The index has no more rows with a vector to give.
     exhausted: bool,
+    /// Rows with no distance (no vector, or a NULL query vector), returned after the others;
+    /// filled once the vectors are exhausted.
+    tail: Option<Vec<u64>>,
     /// Postgres must recheck the scan's conditions on returned rows.
     recheck: bool,
 }
@@ -149,8 +154,7 @@ fn strategy_metric(strategy: u16) -> Option<Metric> {
     }
 }
 
-/// Starts a nearest-neighbour scan, or `None` if no row can come out (`ORDER BY v <-> NULL`,
-/// `@@@ NULL`).
+/// Starts a nearest-neighbour scan, or `None` if no row can come out (`@@@ NULL`).
 unsafe fn start_knn(index: pg_sys::Relation, keys: &[pg_sys::ScanKeyData], order: &pg_sys::ScanKeyData) -> Option<Knn> {
     let layout = layout::layout(index);
     let field = match layout.roles.get((order.sk_attno - 1) as usize) {
@@ -170,11 +174,11 @@ unsafe fn start_knn(index: pg_sys::Relation, keys: &[pg_sys::ScanKeyData], order
             Some(format!("order by {} {} ..., or create an index with the metric you need", cfg.name, cfg.metric.operator())),
         );
     }
-    if order.sk_flags & pg_sys::SK_ISNULL as i32 != 0 {
-        return None;
+    let null_query = order.sk_flags & pg_sys::SK_ISNULL as i32 != 0;
+    let query = if null_query { Vec::new() } else { layout::datum_vector(order.sk_argument, &cfg.name) };
+    if !null_query {
+        cfg.check(&query, "query vector").or_raise();
     }
-    let query = layout::datum_vector(order.sk_argument, &cfg.name);
-    cfg.check(&query, "query vector").or_raise();
     xact::flush(&layout.dir);
     let snap = sidecar::snapshot(&layout.dir).or_raise();
     let (filter, recheck) = compile_keys(&layout, &snap, keys).ok()?;
@@ -187,7 +191,8 @@ unsafe fn start_knn(index: pg_sys::Relation, keys: &[pg_sys::ScanKeyData], order
         k: (gucs::EF_SEARCH.get().max(1) as usize).max(10),
         pending: VecDeque::new(),
         returned: HashSet::new(),
-        exhausted: false,
+        exhausted: null_query,
+        tail: None,
     })
 }
 
@@ -205,16 +210,27 @@ impl Knn {
         self.k = self.k.saturating_mul(2);
     }
 
-    fn next(&mut self) -> Option<(f32, u64)> {
+    /// The next row and its distance (`None` for rows without one).
+    fn next(&mut self) -> Option<(Option<f32>, u64)> {
         loop {
             if let Some(hit) = self.pending.pop_front() {
                 self.returned.insert(hit.1);
-                return Some(hit);
+                return Some((Some(hit.0), hit.1));
             }
-            if self.exhausted {
-                return None;
+            if !self.exhausted {
+                self.next_round();
+                continue;
             }
-            self.next_round();
+            if self.tail.is_none() {
+                // Every row with a vector has come out: the rest, matching the conditions.
+                let all = hybrid_engine::tantivy::query::AllQuery;
+                let q: &dyn Query = self.filter.as_deref().unwrap_or(&all);
+                let mut rest: Vec<u64> =
+                    self.snap.matching_ctids(q).or_raise().into_iter().filter(|c| !self.returned.contains(c)).collect();
+                rest.sort_unstable_by(|a, b| b.cmp(a));
+                self.tail = Some(rest);
+            }
+            return self.tail.as_mut().and_then(Vec::pop).map(|c| (None, c));
         }
     }
 }
@@ -260,8 +276,16 @@ pub unsafe extern "C-unwind" fn amgettuple(scan: pg_sys::IndexScanDesc, _dir: pg
         (*scan).xs_recheck = knn.recheck;
         // The distance is exact (the metric of the field is the operator's), so Postgres need
         // not recompute it to order rows.
-        *(*scan).xs_orderbyvals = f64::from(distance).into_datum().expect("float8 datum");
-        *(*scan).xs_orderbynulls = false;
+        match distance {
+            Some(d) => {
+                *(*scan).xs_orderbyvals = f64::from(d).into_datum().expect("float8 datum");
+                *(*scan).xs_orderbynulls = false;
+            }
+            None => {
+                *(*scan).xs_orderbyvals = pg_sys::Datum::from(0usize);
+                *(*scan).xs_orderbynulls = true;
+            }
+        }
         (*scan).xs_recheckorderby = false;
         return true;
     }
