@@ -50,7 +50,7 @@ SELECT id FROM items ORDER BY embedding <-> '{0.5,0.8,0.5}' LIMIT 1;
 
 -- Fusion of the BM25 list and the nearest-neighbour list.
 SELECT key, round(score::numeric, 5) AS score, text_rank, vector_rank
-  FROM hybrid.search('items_search', query => 'round', vector => '{0.5,0.8,0.5}', k => 5, window_size => 20);
+  FROM hybrid.search('items_search', query => '10 OR 20 OR 30', vector => '{0.5,0.8,0.5}', k => 5, window_size => 20);
 SELECT key FROM hybrid.search('items_search', vector => '{0.5,0.8,0.5}', k => 3);
 SELECT count(*) FROM hybrid.search('items_search', query => 'round', k => 500);
 SELECT * FROM hybrid.search('items_search');
