@@ -82,3 +82,11 @@ CREATE INDEX bad ON cos USING hybrid (id, v) WITH (key_field = 'id', fields = '{
 CREATE INDEX bad ON cos USING hybrid (id, v) WITH (key_field = 'id', fields = '{"v": {"dimensions": 2, "metric": "hamming"}}');
 CREATE INDEX bad ON cos USING hybrid (id, v) WITH (key_field = 'v', fields = '{"v": {"dimensions": 2}}');
 DROP TABLE items, cos;
+-- Other array types (pgvector's vector too) through an expression index on a cast to real[].
+CREATE TABLE dv (id int PRIMARY KEY, emb float8[]);
+INSERT INTO dv SELECT i, ARRAY[cos(i / 10.0), sin(i / 10.0)] FROM generate_series(1, 300) i;
+CREATE INDEX dv_search ON dv USING hybrid (id, (emb::real[]))
+  WITH (key_field = 'id', fields = '{"emb": {"dimensions": 2, "metric": "l2"}}');
+EXPLAIN (COSTS OFF) SELECT id FROM dv ORDER BY emb::real[] <-> '{1,0}' LIMIT 3;
+SELECT id FROM dv ORDER BY emb::real[] <-> '{1,0}' LIMIT 3;
+DROP TABLE dv;
