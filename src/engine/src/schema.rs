@@ -12,6 +12,10 @@ use crate::config::{IndexConfig, KeyType, KEYWORD_SUFFIX};
 pub const CTID_FIELD: &str = "_hybrid_ctid";
 /// Field holding the row's key value.
 pub const KEY_FIELD: &str = "_hybrid_key";
+/// Field holding a hash of the row's indexed values. After a restore from a snapshot, the heap
+/// may have moved on: a tuple id can name another row than when it was indexed. Comparing this
+/// hash with the heap row's tells (see `text::Document::content_hash`).
+pub const HASH_FIELD: &str = "_hybrid_hash";
 /// Field listing which text fields of the row are not NULL (one term per field name): `col @@@
 /// 'NOT x'` must not match rows where `col` is NULL, as SQL's strict operators never do.
 pub const PRESENT_FIELD: &str = "_hybrid_present";
@@ -21,6 +25,7 @@ pub const PRESENT_FIELD: &str = "_hybrid_present";
 pub struct Fields {
     pub ctid: Field,
     pub key: Field,
+    pub hash: Field,
     pub present: Field,
     /// In the order of `IndexConfig::text_fields`.
     pub text: Vec<Field>,
@@ -42,6 +47,7 @@ pub fn build_schema(config: &IndexConfig) -> (Schema, Fields) {
         KeyType::I64 => b.add_i64_field(KEY_FIELD, NumericOptions::default().set_fast()),
         KeyType::Str => b.add_text_field(KEY_FIELD, TextOptions::default().set_fast("raw")),
     };
+    let hash = b.add_u64_field(HASH_FIELD, NumericOptions::default().set_fast());
     let present = b.add_text_field(
         PRESENT_FIELD,
         TextOptions::default().set_indexing_options(
@@ -81,7 +87,7 @@ pub fn build_schema(config: &IndexConfig) -> (Schema, Fields) {
             )
         })
         .collect();
-    (b.build(), Fields { ctid, key, present, text, keyword, vector })
+    (b.build(), Fields { ctid, key, hash, present, text, keyword, vector })
 }
 
 /// Field handles of an existing schema (as read back from a manifest).
@@ -89,6 +95,7 @@ pub fn fields_of(schema: &Schema, config: &IndexConfig) -> Option<Fields> {
     let ctid = schema.get_field(CTID_FIELD).ok()?;
     let key = schema.get_field(KEY_FIELD).ok()?;
     let present = schema.get_field(PRESENT_FIELD).ok()?;
+    let hash = schema.get_field(HASH_FIELD).ok()?;
     let mut text = Vec::new();
     let mut keyword = Vec::new();
     for f in &config.text_fields {
@@ -103,5 +110,5 @@ pub fn fields_of(schema: &Schema, config: &IndexConfig) -> Option<Fields> {
     for v in &config.vector_fields {
         vector.push(schema.get_field(&v.name).ok()?);
     }
-    Some(Fields { ctid, key, present, text, keyword, vector })
+    Some(Fields { ctid, key, hash, present, text, keyword, vector })
 }

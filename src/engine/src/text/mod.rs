@@ -61,9 +61,48 @@ impl Document {
         Ok(())
     }
 
+    /// A 64-bit FNV-1a hash of the key and every indexed value (with their NULLs), stable across
+    /// versions and machines: what the index says a tuple id held.
+    pub fn content_hash(&self) -> u64 {
+        fn eat(h: &mut u64, bytes: &[u8]) {
+            for b in bytes {
+                *h ^= u64::from(*b);
+                *h = h.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        match &self.key {
+            KeyValue::I64(v) => eat(&mut h, &v.to_le_bytes()),
+            KeyValue::Str(s) => eat(&mut h, s.as_bytes()),
+        }
+        for t in &self.texts {
+            match t {
+                None => eat(&mut h, &[0]),
+                Some(s) => {
+                    eat(&mut h, &[1]);
+                    eat(&mut h, &(s.len() as u64).to_le_bytes());
+                    eat(&mut h, s.as_bytes());
+                }
+            }
+        }
+        for v in &self.vectors {
+            match v {
+                None => eat(&mut h, &[0]),
+                Some(v) => {
+                    eat(&mut h, &[1]);
+                    for x in v {
+                        eat(&mut h, &x.to_le_bytes());
+                    }
+                }
+            }
+        }
+        h
+    }
+
     pub(crate) fn to_tantivy(&self, config: &IndexConfig, fields: &Fields) -> TantivyDocument {
         let mut doc = TantivyDocument::new();
         doc.add_u64(fields.ctid, self.ctid);
+        doc.add_u64(fields.hash, self.content_hash());
         match &self.key {
             KeyValue::I64(v) => doc.add_i64(fields.key, *v),
             KeyValue::Str(s) => doc.add_text(fields.key, s),
