@@ -18,4 +18,8 @@ mv -f "$libdir/.pg_hybrid.so.new" "$libdir/pg_hybrid.so"
 for f in $(find "$pkg" -path '*/extension/*' -type f); do
   install -m 644 "$f" "$sharedir/extension/$(basename "$f")"
 done
+# Scripts of released versions and the upgrades between them (frozen once released).
+for f in sql/pg_hybrid--*.sql; do
+  install -m 644 "$f" "$sharedir/extension/$(basename "$f")"
+done
 echo "install: pg_hybrid $(grep -m1 '^version' Cargo.toml | cut -d'"' -f2) -> $libdir"

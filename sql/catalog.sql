@@ -9,7 +9,7 @@ GRANT USAGE ON SCHEMA hybrid TO PUBLIC;
 -- One row per hybrid index, written in the transaction that builds the index (a failed build
 -- leaves no row) and removed in the transaction that drops it (whatever drops it: DROP INDEX,
 -- a cascade, ALTER COLUMN TYPE, REINDEX CONCURRENTLY). Names and tables are not stored but read
--- live through the view below, so renames never leave them stale.
+-- live through the view hybrid.indexes (tenants.sql), so renames never leave them stale.
 CREATE TABLE hybrid.index_registry (
     id          uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
     index_oid   oid         NOT NULL UNIQUE,
@@ -21,17 +21,3 @@ CREATE TABLE hybrid.index_registry (
 );
 COMMENT ON TABLE hybrid.index_registry IS 'pg_hybrid: identity, tenant and settings of each hybrid index (read it through hybrid.indexes)';
 
-CREATE VIEW hybrid.indexes AS
-SELECT r.id,
-       r.index_oid::regclass AS index_oid,
-       i.indrelid::regclass  AS table_oid,
-       c.relname::text       AS name,
-       r.tenant,
-       r.settings,
-       r.state,
-       r.created_at
-  FROM hybrid.index_registry r
-  JOIN pg_catalog.pg_index i ON i.indexrelid = r.index_oid
-  JOIN pg_catalog.pg_class c ON c.oid = r.index_oid;
-COMMENT ON VIEW hybrid.indexes IS 'pg_hybrid indexes of this database: identity, table, tenant and effective settings';
-GRANT SELECT ON hybrid.indexes TO PUBLIC;

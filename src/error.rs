@@ -16,6 +16,7 @@ pub fn sqlstate(e: &Error) -> PgSqlErrorCode {
         Error::Missing { .. } => PgSqlErrorCode::ERRCODE_UNDEFINED_FILE,
         Error::Corrupt { .. } => PgSqlErrorCode::ERRCODE_DATA_CORRUPTED,
         Error::Io { .. } => PgSqlErrorCode::ERRCODE_IO_ERROR,
+        Error::Store { .. } => PgSqlErrorCode::ERRCODE_IO_ERROR,
         Error::Tantivy(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
     }
 }

@@ -35,6 +35,11 @@ pgrx::extension_sql_file!(
 );
 
 pgrx::extension_sql_file!(
+    "../sql/tenants.sql",
+    name = "tenants",
+    requires = ["catalog", api::tenancy::hybrid::can_see_tenant, api::tenancy::hybrid::index_usage]
+);
+pgrx::extension_sql_file!(
     "../sql/fusion.sql",
     name = "fusion",
     requires = ["access_method", api::search::hybrid::score]

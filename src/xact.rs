@@ -32,6 +32,9 @@ const INLINE_MERGE_MAX_DOCS: u64 = 50_000;
 
 struct Pending {
     dir: PathBuf,
+    index_oid: pg_sys::Oid,
+    /// The index's own `max_documents` option.
+    max_documents: Option<i64>,
     docs: Vec<(pg_sys::SubTransactionId, Document)>,
     bytes: usize,
 }
@@ -76,8 +79,9 @@ fn current_subxact() -> pg_sys::SubTransactionId {
     unsafe { pg_sys::GetCurrentSubTransactionId() }
 }
 
-/// Buffers one row for the index in `dir`; writes the buffer out early if it grew too big.
-pub fn add_document(dir: &Path, doc: Document) {
+/// Buffers one row for index `index_oid` (folder `dir`); writes the buffer out early if it
+/// grew too big.
+pub fn add_document(dir: &Path, index_oid: pg_sys::Oid, max_documents: Option<i64>, doc: Document) {
     let limit = gucs::PENDING_LIMIT_KB.get().max(1024) as usize * 1024;
     let sub = current_subxact();
     let over = STATE.with(|s| {
@@ -85,7 +89,7 @@ pub fn add_document(dir: &Path, doc: Document) {
         let pos = match s.pending.iter().position(|p| p.dir == dir) {
             Some(i) => i,
             None => {
-                s.pending.push(Pending { dir: dir.to_path_buf(), docs: Vec::new(), bytes: 0 });
+                s.pending.push(Pending { dir: dir.to_path_buf(), index_oid, max_documents, docs: Vec::new(), bytes: 0 });
                 s.pending.len() - 1
             }
         };
@@ -132,6 +136,35 @@ fn write_segment(dir: &Path, docs: &[(pg_sys::SubTransactionId, Document)]) -> h
         publish_segments(dir, vec![staged])?;
     }
     Ok(())
+}
+
+/// Quota checks of what the transaction is about to publish (see `catalog::tenants`).
+fn check_quotas() {
+    let (growth, limits) = STATE.with(|s| {
+        let s = s.borrow();
+        let growth: Vec<crate::catalog::tenants::Growth> = s
+            .pending
+            .iter()
+            .filter(|p| !p.docs.is_empty())
+            .map(|p| crate::catalog::tenants::Growth {
+                index_oid: p.index_oid,
+                docs: p.docs.len() as i64,
+                bytes: p.bytes as i64,
+            })
+            .collect();
+        let limits: std::collections::BTreeMap<u32, i64> =
+            s.pending.iter().filter_map(|p| p.max_documents.map(|m| (p.index_oid.to_u32(), m))).collect();
+        (growth, limits)
+    });
+    if growth.is_empty() {
+        return;
+    }
+    // At pre-commit no statement is running: SPI needs an active snapshot.
+    // SAFETY: pushed and popped around our queries; an error resets the stack at abort.
+    unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
+    crate::catalog::tenants::check_growth(&growth, &limits);
+    // SAFETY: pops what we pushed.
+    unsafe { pg_sys::PopActiveSnapshot() };
 }
 
 fn flush_all() {
@@ -209,6 +242,7 @@ unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: 
     use pg_sys::XactEvent::*;
     match event {
         XACT_EVENT_PRE_COMMIT | XACT_EVENT_PARALLEL_PRE_COMMIT => {
+            check_quotas();
             flush_all();
             let dropped: Vec<pg_sys::Oid> = STATE.with(|s| s.borrow_mut().dropped.drain(..).map(|(o, _)| o).collect());
             crate::catalog::indexes::forget(&dropped);

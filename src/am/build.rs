@@ -88,6 +88,10 @@ pub unsafe extern "C-unwind" fn ambuild(
 ) -> *mut pg_sys::IndexBuildResult {
     let config = config_of(heap, index);
     let dir: PathBuf = sidecar::index_dir(index);
+    // A rebuild keeps the index's tenant; a new index belongs to its creator's.
+    let tenant = catalog::indexes::tenant_of_index((*index).rd_id)
+        .unwrap_or_else(|| catalog::tenants::tenant_of_role(catalog::tenants::current_user()));
+    catalog::tenants::check_new_index(&tenant, (*index).rd_id);
     let index_oid = (*index).rd_id.to_u32();
     schedule_old_folders(index_oid, &dir);
     xact::remove_on_abort(dir.clone());
@@ -114,7 +118,8 @@ pub unsafe extern "C-unwind" fn ambuild(
     pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, PHASE_WRITE);
     let rows = state.rows;
     let manifest = state.builder.finish().or_raise();
-    catalog::indexes::register(index, &manifest.hybrid.config);
+    catalog::tenants::check_built(&tenant, &dir, (*index).rd_id);
+    catalog::indexes::register(index, &manifest.hybrid.config, &tenant);
     pgrx::debug1!(
         "pg_hybrid: built index at {} with {} rows in {} segments",
         dir.display(),

@@ -2,6 +2,7 @@
 
 use pgrx::prelude::*;
 
+use crate::am::options;
 use crate::{layout, xact};
 
 #[pg_guard]
@@ -17,7 +18,8 @@ pub unsafe extern "C-unwind" fn aminsert(
 ) -> bool {
     let layout = layout::layout(index);
     let doc = layout::document(&layout, values, isnull, heap_tid);
-    xact::add_document(&layout.dir, doc);
+    let max_documents = options::read(index).max_documents;
+    xact::add_document(&layout.dir, (*index).rd_id, max_documents, doc);
     // We never check uniqueness.
     false
 }

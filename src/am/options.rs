@@ -15,6 +15,7 @@ struct HybridOptions {
     vl_len_: i32,
     key_field: i32,
     fields: i32,
+    max_documents: i32,
 }
 
 static RELOPT_KIND: OnceCell<pg_sys::relopt_kind::Type> = OnceCell::new();
@@ -40,6 +41,15 @@ pub fn init() {
             None,
             pg_sys::AccessExclusiveLock as _,
         );
+        pg_sys::add_int_reloption(
+            kind as _,
+            c"max_documents".as_ptr(),
+            c"Most documents this index may hold (-1: no limit of its own; its tenant may have one)".as_ptr(),
+            -1,
+            -1,
+            i32::MAX,
+            pg_sys::AccessExclusiveLock as _,
+        );
         let _ = RELOPT_KIND.set(kind);
     }
 }
@@ -56,6 +66,11 @@ pub unsafe extern "C-unwind" fn amoptions(reloptions: pg_sys::Datum, validate: b
             optname: c"fields".as_ptr(),
             opttype: pg_sys::relopt_type::RELOPT_TYPE_STRING,
             offset: std::mem::offset_of!(HybridOptions, fields) as i32,
+        },
+        pg_sys::relopt_parse_elt {
+            optname: c"max_documents".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
+            offset: std::mem::offset_of!(HybridOptions, max_documents) as i32,
         },
     ];
     let kind = *RELOPT_KIND.get().expect("reloptions registered in _PG_init");
@@ -74,6 +89,8 @@ pub unsafe extern "C-unwind" fn amoptions(reloptions: pg_sys::Datum, validate: b
 pub struct IndexOptions {
     pub key_field: Option<String>,
     pub fields: Option<String>,
+    /// The index's own document limit, if set.
+    pub max_documents: Option<i64>,
 }
 
 /// Reads the options of `index`.
@@ -92,5 +109,10 @@ pub unsafe fn read(index: pg_sys::Relation) -> IndexOptions {
         let p = (opts as *const u8).add(offset as usize) as *const std::ffi::c_char;
         Some(CStr::from_ptr(p).to_string_lossy().into_owned())
     };
-    IndexOptions { key_field: get((*opts).key_field), fields: get((*opts).fields) }
+    let max = (*opts).max_documents;
+    IndexOptions {
+        key_field: get((*opts).key_field),
+        fields: get((*opts).fields),
+        max_documents: (max >= 0).then_some(i64::from(max)),
+    }
 }

@@ -12,6 +12,7 @@ mod hybrid {
     use pgrx::{PgRelation, PgSqlErrorCode};
 
     use crate::am::hybrid_am_oid;
+    use crate::catalog::tenants::{require_owner_or_admin, require_select};
     use crate::error::{raise_with, OrRaise};
     use crate::{layout, sidecar, xact};
 
@@ -25,6 +26,15 @@ mod hybrid {
                 Some("pass an index created with USING hybrid".into()),
             );
         }
+    }
+
+    /// Raises 42501 unless the current user may read the table of `index`.
+    fn require_table_select(index: &PgRelation) {
+        // SAFETY: rd_index of an open index relation.
+        let table = unsafe { (*index.rd_index).indrelid };
+        // SAFETY: catalog lookup of a relation name by OID.
+        let name = unsafe { std::ffi::CStr::from_ptr(pg_sys::get_rel_name(table)).to_string_lossy().into_owned() };
+        require_select(table, &name);
     }
 
     /// What an index holds: live and deleted documents, segments, bytes on disk, its folder
@@ -51,6 +61,7 @@ mod hybrid {
     > {
         check_hybrid_index(&index);
         let rel = index;
+        require_table_select(&rel);
         // SAFETY: rel is an open index relation.
         let dir = unsafe { sidecar::index_dir(rel.as_ptr()) };
         xact::flush(&dir);
@@ -93,6 +104,7 @@ mod hybrid {
         ),
     > {
         check_hybrid_index(&index);
+        require_table_select(&index);
         // SAFETY: index is an open index relation.
         let dir = unsafe { sidecar::index_dir(index.as_ptr()) };
         xact::flush(&dir);
@@ -125,6 +137,7 @@ mod hybrid {
     #[pg_extern(volatile, strict)]
     fn force_merge(index: PgRelation) -> bool {
         check_hybrid_index(&index);
+        require_owner_or_admin(index.oid(), "merge");
         let rel = index;
         // SAFETY: rel is an open index relation.
         let dir = unsafe { sidecar::index_dir(rel.as_ptr()) };
@@ -201,6 +214,7 @@ mod hybrid {
         ),
     > {
         check_hybrid_index(&index);
+        require_owner_or_admin(index.oid(), "verify");
         let rel = index;
         // SAFETY: every pointer below comes from Postgres for relations we hold locks on.
         unsafe {

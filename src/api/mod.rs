@@ -2,4 +2,5 @@
 
 pub mod admin;
 pub mod search;
+pub mod tenancy;
 pub mod vector;

@@ -11,14 +11,14 @@ use super::as_extension_owner;
 ///
 /// # Safety
 /// `index` must be a valid, open relation.
-pub unsafe fn register(index: pg_sys::Relation, config: &IndexConfig) {
+pub unsafe fn register(index: pg_sys::Relation, config: &IndexConfig, tenant: &str) {
     let index_oid = (*index).rd_id;
     let settings = pgrx::JsonB(serde_json::to_value(config).expect("config serialises"));
     as_extension_owner(|| {
         Spi::run_with_args(
-            "INSERT INTO hybrid.index_registry (index_oid, settings) VALUES ($1, $2)
+            "INSERT INTO hybrid.index_registry (index_oid, settings, tenant) VALUES ($1, $2, $3)
              ON CONFLICT (index_oid) DO UPDATE SET settings = EXCLUDED.settings",
-            &[index_oid.into(), settings.into()],
+            &[index_oid.into(), settings.into(), tenant.into()],
         )
     })
     .unwrap_or_else(|e| pgrx::error!("pg_hybrid: could not record the index in hybrid.indexes: {e}"));
@@ -49,4 +49,13 @@ fn forget_rows(index_oids: &[pg_sys::Oid]) {
         Spi::run_with_args("DELETE FROM hybrid.index_registry WHERE index_oid = ANY($1)", &[oids.into()])
     })
     .unwrap_or_else(|e| pgrx::error!("pg_hybrid: could not remove dropped indexes from hybrid.indexes: {e}"));
+}
+
+/// The tenant recorded for `index`, if it has a row (a rebuild keeps its tenant).
+pub fn tenant_of_index(index: pg_sys::Oid) -> Option<String> {
+    as_extension_owner(|| {
+        Spi::get_one_with_args::<String>("SELECT tenant FROM hybrid.index_registry WHERE index_oid = $1", &[index.into()])
+    })
+    .ok()
+    .flatten()
 }

@@ -1,0 +1,315 @@
+//! Tenants and quotas.
+//!
+//! Every hybrid index belongs to a tenant: the tenant its creating role is assigned to
+//! (`hybrid.assign_tenant`), else `default`. A tenant may limit its number of indexes, its
+//! documents and its bytes on disk. Checks are race-free at every isolation level: before
+//! counting, the checking transaction *updates* the tenant's row (`quota_checks + 1`), so two
+//! transactions checking one tenant are serialised on that row. Under READ COMMITTED the second
+//! waits, then counts what the first committed (each statement takes a fresh snapshot, and the
+//! index files are not MVCC: the first published them before committing). Under REPEATABLE
+//! READ and SERIALIZABLE the second fails with a serialization error (40001), and its retry
+//! counts afresh. A plain `INSERT ... WHERE (SELECT count(*) ...) < limit` would let both see
+//! the old count. Tenants without limits take no lock.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use hybrid_engine::manifest::Manifest;
+use pgrx::prelude::*;
+use pgrx::PgSqlErrorCode;
+
+use super::as_extension_owner;
+use crate::error::raise_with;
+use crate::sidecar;
+
+/// The tenant indexes go to when their creator has none.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// The limits of a tenant (`None`: unlimited).
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    pub max_indexes: Option<i32>,
+    pub max_documents: Option<i64>,
+    pub max_bytes: Option<i64>,
+}
+
+impl Limits {
+    fn any(&self) -> bool {
+        self.max_indexes.is_some() || self.max_documents.is_some() || self.max_bytes.is_some()
+    }
+}
+
+/// Whether the hybrid catalog of this version is installed (tenants came with 0.2.0).
+fn installed() -> bool {
+    Spi::get_one::<bool>("SELECT to_regclass('hybrid.tenants') IS NOT NULL").ok().flatten() == Some(true)
+}
+
+/// The tenant of role `role`.
+pub fn tenant_of_role(role: pg_sys::Oid) -> String {
+    if !installed() {
+        return DEFAULT_TENANT.into();
+    }
+    as_extension_owner(|| {
+        Spi::get_one_with_args::<String>("SELECT tenant FROM hybrid.role_tenants WHERE role_oid = $1", &[role.into()])
+    })
+    .ok()
+    .flatten()
+    .unwrap_or_else(|| DEFAULT_TENANT.into())
+}
+
+/// The current user (not the extension owner some internal work runs as).
+pub fn current_user() -> pg_sys::Oid {
+    // SAFETY: reads the current user id.
+    unsafe { pg_sys::GetUserId() }
+}
+
+/// Whether `role` administers pg_hybrid: a superuser or a member of `hybrid_admin`.
+pub fn is_admin(role: pg_sys::Oid) -> bool {
+    // SAFETY: catalog lookups by OID and name.
+    unsafe {
+        if pg_sys::superuser_arg(role) {
+            return true;
+        }
+        let admin = pg_sys::get_role_oid(c"hybrid_admin".as_ptr(), true);
+        admin != pg_sys::InvalidOid && pg_sys::is_member_of_role(role, admin)
+    }
+}
+
+/// Raises 42501 unless the current user owns `index` or administers pg_hybrid.
+pub fn require_owner_or_admin(index: pg_sys::Oid, what: &str) {
+    let user = current_user();
+    // SAFETY: ownership check by OID.
+    let owner = unsafe { pg_sys::pg_class_ownercheck(index, user) };
+    if !owner && !is_admin(user) {
+        raise_with(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied to {what} this index"),
+            Some("only the owner of the index or a member of hybrid_admin may do this".into()),
+        );
+    }
+}
+
+/// Raises 42501 unless the current user may read the table of `index`.
+pub fn require_select(table: pg_sys::Oid, name: &str) {
+    // SAFETY: privilege check by OID.
+    let ok = unsafe { pg_sys::pg_class_aclcheck(table, current_user(), pg_sys::ACL_SELECT as _) } == pg_sys::AclResult::ACLCHECK_OK;
+    if !ok {
+        raise_with(
+            PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            format!("permission denied for table {name}"),
+            Some("reading an index's statistics needs SELECT on its table".into()),
+        );
+    }
+}
+
+fn limits(tenant: &str) -> Limits {
+    as_extension_owner(|| {
+        Spi::connect(|c| {
+            let row = c
+                .select(
+                    "SELECT max_indexes, max_documents, max_bytes FROM hybrid.tenants WHERE name = $1",
+                    Some(1),
+                    &[tenant.into()],
+                )?
+                .first();
+            Ok::<_, pgrx::spi::Error>(Limits {
+                max_indexes: row.get::<i32>(1)?,
+                max_documents: row.get::<i64>(2)?,
+                max_bytes: row.get::<i64>(3)?,
+            })
+        })
+    })
+    .unwrap_or_default()
+}
+
+/// Takes the tenant's row lock (see the module comment).
+fn serialise(tenant: &str) {
+    as_extension_owner(|| {
+        Spi::run_with_args("UPDATE hybrid.tenants SET quota_checks = quota_checks + 1 WHERE name = $1", &[tenant.into()])
+    })
+    .unwrap_or_else(|e| pgrx::error!("pg_hybrid: could not lock tenant {tenant}: {e}"));
+}
+
+fn exceeded(tenant: &str, what: &str, limit: i64, usage: i64, adding: i64) -> ! {
+    raise_with(
+        PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+        format!("tenant \"{tenant}\" would exceed its limit of {limit} {what} ({usage} in use, {adding} more asked)"),
+        Some(format!("raise the limit with UPDATE hybrid.tenants SET max_{what} = ... WHERE name = '{tenant}', or free some")),
+    )
+}
+
+/// Folders of the hybrid indexes of `tenant` in this database, by index OID.
+fn tenant_folders(tenant: &str) -> BTreeMap<u32, PathBuf> {
+    let oids: Vec<pg_sys::Oid> = as_extension_owner(|| {
+        Spi::connect(|c| {
+            let rows = c.select(
+                "SELECT r.index_oid FROM hybrid.index_registry r JOIN pg_catalog.pg_class c ON c.oid = r.index_oid WHERE r.tenant = $1",
+                None,
+                &[tenant.into()],
+            )?;
+            let mut v = Vec::new();
+            for row in rows {
+                if let Some(o) = row.get::<pg_sys::Oid>(1)? {
+                    v.push(o);
+                }
+            }
+            Ok::<_, pgrx::spi::Error>(v)
+        })
+    })
+    .unwrap_or_default();
+    oids.into_iter().filter_map(|o| index_folder(o).map(|d| (o.to_u32(), d))).collect()
+}
+
+/// The folder of hybrid index `oid`, if it still exists.
+pub fn index_folder(oid: pg_sys::Oid) -> Option<PathBuf> {
+    // SAFETY: opens the relation with a lock that does not conflict with writers.
+    unsafe {
+        let rel = pg_sys::try_relation_open(oid, pg_sys::AccessShareLock as _);
+        if rel.is_null() {
+            return None;
+        }
+        let dir = sidecar::index_dir(rel);
+        pg_sys::relation_close(rel, pg_sys::AccessShareLock as _);
+        Some(dir)
+    }
+}
+
+/// Live documents and bytes on disk of the index in `dir` (0, 0 if unreadable).
+pub fn usage_of(dir: &std::path::Path) -> (i64, i64) {
+    let docs = Manifest::read(dir).map(|m| m.num_docs() as i64).unwrap_or(0);
+    let bytes = hybrid_engine::fsutil::dir_size(dir).unwrap_or(0) as i64;
+    (docs, bytes)
+}
+
+/// Before a new index of `tenant` is built: refuse it beyond `max_indexes`. `index` is the
+/// index being built (a rebuild of an existing index is not a new one).
+pub fn check_new_index(tenant: &str, index: pg_sys::Oid) {
+    if !installed() {
+        return;
+    }
+    let l = limits(tenant);
+    let Some(max) = l.max_indexes else { return };
+    serialise(tenant);
+    let (existing, this_one): (i64, bool) = as_extension_owner(|| {
+        Spi::connect(|c| {
+            let row = c
+                .select(
+                    "SELECT count(*) FILTER (WHERE r.index_oid <> $2), bool_or(r.index_oid = $2)
+                       FROM hybrid.index_registry r JOIN pg_catalog.pg_class c ON c.oid = r.index_oid
+                      WHERE r.tenant = $1",
+                    Some(1),
+                    &[tenant.into(), index.into()],
+                )?
+                .first();
+            Ok::<_, pgrx::spi::Error>((row.get::<i64>(1)?.unwrap_or(0), row.get::<bool>(2)?.unwrap_or(false)))
+        })
+    })
+    .unwrap_or((0, false));
+    if !this_one && existing >= i64::from(max) {
+        exceeded(tenant, "indexes", i64::from(max), existing, 1);
+    }
+}
+
+/// What a committing transaction adds to one index.
+pub struct Growth {
+    pub index_oid: pg_sys::Oid,
+    pub docs: i64,
+    pub bytes: i64,
+}
+
+/// At pre-commit, before the transaction's rows are published: refuse growth beyond the
+/// tenants' `max_documents` and `max_bytes`, and beyond an index's own `max_documents` option.
+pub fn check_growth(growth: &[Growth], index_limits: &BTreeMap<u32, i64>) {
+    if growth.is_empty() || !installed() {
+        return;
+    }
+    let oids: Vec<pg_sys::Oid> = growth.iter().map(|g| g.index_oid).collect();
+    let tenants: Vec<(u32, String)> = as_extension_owner(|| {
+        Spi::connect(|c| {
+            let rows = c.select(
+                "SELECT index_oid, tenant FROM hybrid.index_registry WHERE index_oid = ANY($1)",
+                None,
+                &[oids.clone().into()],
+            )?;
+            let mut v = Vec::new();
+            for row in rows {
+                if let (Some(o), Some(t)) = (row.get::<pg_sys::Oid>(1)?, row.get::<String>(2)?) {
+                    v.push((o.to_u32(), t));
+                }
+            }
+            Ok::<_, pgrx::spi::Error>(v)
+        })
+    })
+    .unwrap_or_default();
+    let mut by_tenant: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for g in growth {
+        if let Some((_, t)) = tenants.iter().find(|(o, _)| *o == g.index_oid.to_u32()) {
+            let e = by_tenant.entry(t.clone()).or_default();
+            e.0 += g.docs;
+            e.1 += g.bytes;
+        }
+        if let Some(max) = index_limits.get(&g.index_oid.to_u32()) {
+            if let Some(dir) = index_folder(g.index_oid) {
+                let (docs, _) = usage_of(&dir);
+                if docs + g.docs > *max {
+                    raise_with(
+                        PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+                        format!("index would exceed its max_documents of {max} ({docs} indexed, {} more asked)", g.docs),
+                        Some("raise it with ALTER INDEX ... SET (max_documents = ...) and REINDEX, or delete rows and VACUUM".into()),
+                    );
+                }
+            }
+        }
+    }
+    for (tenant, (docs, bytes)) in by_tenant {
+        let l = limits(&tenant);
+        if l.max_documents.is_none() && l.max_bytes.is_none() {
+            continue;
+        }
+        serialise(&tenant);
+        let (used_docs, used_bytes) =
+            tenant_folders(&tenant).values().map(|d| usage_of(d)).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        if let Some(max) = l.max_documents {
+            if used_docs + docs > max {
+                exceeded(&tenant, "documents", max, used_docs, docs);
+            }
+        }
+        if let Some(max) = l.max_bytes {
+            if used_bytes + bytes > max {
+                exceeded(&tenant, "bytes", max, used_bytes, bytes);
+            }
+        }
+        let _ = l.any();
+    }
+}
+
+/// After a build: refuse an index that takes its tenant beyond `max_documents` or `max_bytes`.
+pub fn check_built(tenant: &str, dir: &std::path::Path, index: pg_sys::Oid) {
+    if !installed() {
+        return;
+    }
+    let l = limits(tenant);
+    if l.max_documents.is_none() && l.max_bytes.is_none() {
+        return;
+    }
+    serialise(tenant);
+    let (docs, bytes) = usage_of(dir);
+    let (mut used_docs, mut used_bytes) = (0, 0);
+    for (oid, d) in tenant_folders(tenant) {
+        if oid != index.to_u32() && d != dir {
+            let (a, b) = usage_of(&d);
+            used_docs += a;
+            used_bytes += b;
+        }
+    }
+    if let Some(max) = l.max_documents {
+        if used_docs + docs > max {
+            exceeded(tenant, "documents", max, used_docs, docs);
+        }
+    }
+    if let Some(max) = l.max_bytes {
+        if used_bytes + bytes > max {
+            exceeded(tenant, "bytes", max, used_bytes, bytes);
+        }
+    }
+}
