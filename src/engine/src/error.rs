@@ -52,6 +52,12 @@ pub enum Error {
     /// A failure inside tantivy that is not one of the above (XX000).
     #[error("search engine error: {0}")]
     Tantivy(String),
+    /// The object store holding snapshots failed or could not be reached, after retries
+    /// (unreachable, timed out, refused the credentials, misconfigured URL). Nothing local was
+    /// changed; the operation can be retried later. Suggested SQLSTATE 58030 (io_error). (A
+    /// malformed store URL or option is `InvalidParameter`.)
+    #[error("{message}")]
+    Store { message: String, hint: Option<String> },
 }
 
 /// The engine's result type.
@@ -75,7 +81,8 @@ impl Error {
             | Error::UnknownField { hint, .. }
             | Error::InvalidParameter { hint, .. }
             | Error::InvalidValue { hint, .. }
-            | Error::WrongType { hint, .. } => hint.as_deref(),
+            | Error::WrongType { hint, .. }
+            | Error::Store { hint, .. } => hint.as_deref(),
             _ => None,
         }
     }

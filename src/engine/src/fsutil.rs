@@ -182,3 +182,54 @@ mod tests {
     }
 }
 
+
+/// Puts the complete folder `tmp` at `target`, replacing what is there (moved aside, then
+/// removed). Readers that have files of the old folder open keep them. Returns whether a folder
+/// was replaced. `tmp` and `target` must be in the same parent folder.
+pub fn replace_dir(tmp: &Path, target: &Path) -> Result<bool> {
+    let (Some(parent), Some(name)) = (target.parent(), target.file_name().and_then(|n| n.to_str())) else {
+        return Err(Error::io("replace", target, std::io::Error::other("not a folder path")));
+    };
+    let old = parent.join(format!(".{name}.replaced.{}", std::process::id()));
+    let replaced = match fs::symlink_metadata(target) {
+        Ok(_) => {
+            remove_dir_durably(&old)?;
+            fs::rename(target, &old).map_err(|e| Error::io("rename", target, e))?;
+            true
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+        Err(e) => return Err(Error::io("stat", target, e)),
+    };
+    if let Err(e) = fs::rename(tmp, target) {
+        if replaced {
+            // Put the old folder back rather than leave nothing.
+            let _ = fs::rename(&old, target);
+        }
+        return Err(Error::io("rename", tmp, e));
+    }
+    fsync_dir(parent)?;
+    if replaced {
+        remove_dir_durably(&old)?;
+    }
+    Ok(replaced)
+}
+
+/// Removes the folders in `dir` named `<pid>-<n>` whose process is gone (private working
+/// folders of writers and uploads, left by a crash or a `kill -9`). Returns how many went.
+pub fn remove_dead_process_folders(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name.to_str().and_then(|n| n.split('-').next()).and_then(|p| p.parse::<i32>().ok());
+        let alive = match pid {
+            // SAFETY: signal 0 only checks that the process exists.
+            Some(pid) => pid == std::process::id() as i32 || unsafe { libc::kill(pid, 0) } == 0,
+            None => false,
+        };
+        if !alive && fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}

@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod manifest;
 pub mod query;
 pub mod schema;
+pub mod snapshot;
 pub mod text;
 pub mod vector;
 

@@ -35,7 +35,7 @@ pub fn try_lock_maintenance(dir: &Path) -> Result<Option<FileLock>> {
     FileLock::try_lock(&dir.join(MAINTENANCE_LOCK))
 }
 
-fn tantivy_segment(index: &Index, e: &SegmentEntry) -> Segment {
+pub(crate) fn tantivy_segment(index: &Index, e: &SegmentEntry) -> Segment {
     let mut meta = index.new_segment_meta(e.segment_id, e.max_doc);
     if let Some(d) = e.deletes {
         meta = meta.with_delete_meta(d.num_deleted_docs, d.opstamp);
@@ -43,7 +43,7 @@ fn tantivy_segment(index: &Index, e: &SegmentEntry) -> Segment {
     index.segment(meta)
 }
 
-fn open_at(dir: &Path, m: &Manifest) -> Result<Index> {
+pub(crate) fn open_at(dir: &Path, m: &Manifest) -> Result<Index> {
     open_tantivy(SidecarDirectory::with_manifest(dir, m.to_bytes())?, &m.hybrid.config)
 }
 
@@ -261,20 +261,5 @@ pub fn merge_all(dir: &Path) -> Result<bool> {
 
 /// Removes staging folders whose writer process is gone (left by a crash or a `kill -9`).
 pub fn sweep_staging(dir: &Path) -> Result<usize> {
-    let staging = dir.join(STAGING_DIR);
-    let Ok(entries) = std::fs::read_dir(&staging) else { return Ok(0) };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let pid = name.to_str().and_then(|n| n.split('-').next()).and_then(|p| p.parse::<i32>().ok());
-        let alive = match pid {
-            // SAFETY: signal 0 only checks that the process exists.
-            Some(pid) => pid == std::process::id() as i32 || unsafe { libc::kill(pid, 0) } == 0,
-            None => false,
-        };
-        if !alive && std::fs::remove_dir_all(entry.path()).is_ok() {
-            removed += 1;
-        }
-    }
-    Ok(removed)
+    Ok(crate::fsutil::remove_dead_process_folders(&dir.join(STAGING_DIR)))
 }
