@@ -75,6 +75,17 @@ pub struct Identity {
     pub created_xid: u64,
 }
 
+/// Where the database server's write-ahead log was when a manifest was published: its flush
+/// position, timeline and system identifier. A folder whose position is ahead of the server's
+/// (a data directory restored to an earlier point in time, a base backup) or from another
+/// system cannot be trusted: its tuple ids may name other rows now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    pub lsn: u64,
+    pub timeline: u32,
+    pub system_identifier: u64,
+}
+
 /// Our part of the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HybridMeta {
@@ -84,6 +95,24 @@ pub struct HybridMeta {
     pub config: IndexConfig,
     #[serde(default)]
     pub identity: Identity,
+    /// The server's position when this manifest was published (absent without a server, as in
+    /// the engine's own tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<Position>,
+}
+
+static POSITION_SOURCE: once_cell::sync::OnceCell<fn() -> Option<Position>> = once_cell::sync::OnceCell::new();
+
+/// Registers how to read the server's current position; every manifest written afterwards
+/// records it. The extension registers it once per process; the source may answer `None`
+/// (on a thread that must not call the server).
+pub fn set_position_source(source: fn() -> Option<Position>) {
+    let _ = POSITION_SOURCE.set(source);
+}
+
+/// The server's current position, if a source is registered and answers.
+pub fn current_position() -> Option<Position> {
+    POSITION_SOURCE.get().and_then(|f| f())
 }
 
 /// The whole manifest.
@@ -118,7 +147,7 @@ impl Manifest {
             segments: Vec::new(),
             schema,
             opstamp: 0,
-            hybrid: HybridMeta { format: FORMAT, generation: 0, config, identity },
+            hybrid: HybridMeta { format: FORMAT, generation: 0, config, identity, position: None },
         }
     }
 
@@ -155,9 +184,14 @@ impl Manifest {
         serde_json::to_vec(self).expect("a manifest always serialises")
     }
 
-    /// Writes the manifest durably into `dir`. Callers hold the publish lock.
+    /// Writes the manifest durably into `dir`, stamped with the server's current position.
+    /// Callers hold the publish lock (or own the folder, during a build).
     pub fn write(&self, dir: &Path) -> Result<()> {
-        fsutil::write_atomic(&dir.join(MANIFEST_FILE), &self.to_bytes())
+        let mut m = self.clone();
+        if let Some(p) = current_position() {
+            m.hybrid.position = Some(p);
+        }
+        fsutil::write_atomic(&dir.join(MANIFEST_FILE), &m.to_bytes())
     }
 
     /// Live documents over all segments.

@@ -7,6 +7,7 @@
 
 pub mod maintenance;
 pub mod reader;
+pub mod reconcile;
 pub mod snippet;
 pub mod writer;
 
