@@ -44,7 +44,7 @@ pub fn raise(e: &Error, query: Option<&str>) -> ! {
         }
     } else if let Error::Missing { .. } = e {
         report = report.set_hint(
-            "the index's files are not on this server; rebuild them with REINDEX INDEX",
+            "restore the index's files with SELECT hybrid.restore('<index>') (from its newest snapshot), or rebuild them with REINDEX INDEX",
         );
     }
     report.report(PgLogLevel::ERROR);

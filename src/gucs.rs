@@ -1,5 +1,7 @@
 //! Every setting of pg_hybrid, named `hybrid.*`.
 
+use std::ffi::CString;
+
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
 /// Threads tokenising during CREATE INDEX (0: one per CPU, at most 8).
@@ -18,6 +20,30 @@ pub static TOPK_HEADROOM: GucSetting<i32> = GucSetting::<i32>::new(10);
 
 /// Seconds between two sweeps of orphaned index folders by the launcher.
 pub static SWEEP_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(300);
+
+/// Seconds a per-database worker sleeps between two rounds of merges and snapshots.
+pub static WORKER_NAPTIME_S: GucSetting<i32> = GucSetting::<i32>::new(10);
+/// Per-database workers running at once.
+pub static MAX_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
+
+/// Where snapshots go (`s3://bucket/prefix`, `file:///path`, `memory://name`); empty: the
+/// folder `pg_hybrid_snapshots` of the data directory.
+pub static SNAPSHOT_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+/// Seconds between two snapshots of an index that changed (0: only `hybrid.snapshot_now`).
+pub static SNAPSHOT_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(300);
+/// Snapshots kept per index.
+pub static SNAPSHOT_RETENTION: GucSetting<i32> = GucSetting::<i32>::new(3);
+/// S3 connection settings; unset ones come from the server's standard `AWS_*` environment.
+pub static S3_ENDPOINT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static S3_REGION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static S3_ALLOW_HTTP: GucSetting<bool> = GucSetting::<bool>::new(false);
+pub static S3_ACCESS_KEY_ID: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static S3_SECRET_ACCESS_KEY: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// A string setting, `None` when unset or empty.
+pub fn string(setting: &GucSetting<Option<CString>>) -> Option<String> {
+    setting.get().map(|c| c.to_string_lossy().into_owned()).filter(|s| !s.is_empty())
+}
 
 /// Candidate list size of a nearest-neighbour search (higher: better recall, slower).
 pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(100);
@@ -112,5 +138,93 @@ pub fn init() {
         100000,
         GucContext::Userset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"hybrid.worker_naptime",
+        c"Time between two rounds of a pg_hybrid database worker (merges, snapshots, reconciliation).",
+        c"Each round merges segments as the merge policy asks, snapshots indexes that are due and restores missing index folders.",
+        &WORKER_NAPTIME_S,
+        1,
+        86400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"hybrid.max_workers",
+        c"Most pg_hybrid database workers running at once.",
+        c"Each takes a background worker slot (max_worker_processes) while it runs.",
+        &MAX_WORKERS,
+        1,
+        64,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"hybrid.snapshot_url",
+        c"Where snapshots of hybrid indexes are stored: s3://bucket/prefix, file:///path or memory://name.",
+        c"Empty: the folder pg_hybrid_snapshots in the data directory (survives a lost index folder, not a lost disk).",
+        &SNAPSHOT_URL,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"hybrid.snapshot_interval",
+        c"Time between two snapshots of a hybrid index that changed (0: only hybrid.snapshot_now).",
+        c"Unchanged indexes are not snapshotted again.",
+        &SNAPSHOT_INTERVAL_S,
+        0,
+        7 * 86400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"hybrid.snapshot_retention",
+        c"Snapshots kept per hybrid index; older ones are deleted, then files no snapshot needs.",
+        c"Files are shared between snapshots, so keeping more costs only what changed.",
+        &SNAPSHOT_RETENTION,
+        1,
+        1000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"hybrid.s3_endpoint",
+        c"S3 endpoint URL for s3:// snapshot URLs (empty: AWS_ENDPOINT or AWS itself).",
+        c"For S3-compatible servers such as MinIO: http://host:port.",
+        &S3_ENDPOINT,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"hybrid.s3_region",
+        c"S3 region for s3:// snapshot URLs (empty: AWS_REGION, else us-east-1).",
+        c"",
+        &S3_REGION,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_bool_guc(
+        c"hybrid.s3_allow_http",
+        c"Allows plain HTTP to the S3 endpoint (also implied by an http:// endpoint).",
+        c"",
+        &S3_ALLOW_HTTP,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"hybrid.s3_access_key_id",
+        c"S3 access key id (empty: AWS_ACCESS_KEY_ID and the other standard AWS sources).",
+        c"",
+        &S3_ACCESS_KEY_ID,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
+    );
+    GucRegistry::define_string_guc(
+        c"hybrid.s3_secret_access_key",
+        c"S3 secret access key (empty: AWS_SECRET_ACCESS_KEY and the other standard AWS sources).",
+        c"Only superusers can read it.",
+        &S3_SECRET_ACCESS_KEY,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
     );
 }

@@ -108,10 +108,48 @@ pub unsafe fn layout(index: pg_sys::Relation) -> Layout {
     if let Some(l) = LAYOUTS.with(|m| m.borrow().get(&dir).cloned()) {
         return l;
     }
-    let manifest = Manifest::read(&dir).or_raise();
+    let manifest = usable_manifest(index, &dir);
     let l = layout_for(index, &manifest.hybrid.config);
     LAYOUTS.with(|m| m.borrow_mut().insert(dir, l.clone()));
     l
+}
+
+/// The manifest of `index`, if its folder may be used here; otherwise an ERROR that says why
+/// and what to do. Searching a folder that does not match the table would return wrong rows.
+///
+/// # Safety
+/// `index` must be a valid, open index relation.
+unsafe fn usable_manifest(index: pg_sys::Relation, dir: &std::path::Path) -> Manifest {
+    let name = std::ffi::CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr()).to_string_lossy().into_owned();
+    if pg_sys::RecoveryInProgress() {
+        raise_with(
+            PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            format!("hybrid index \"{name}\" cannot be used during recovery"),
+            Some("Its files live beside the data directory and are not carried by WAL replication: query the primary. \
+                  A promoted standby restores the index from its newest snapshot.".into()),
+        );
+    }
+    let restore_hint = format!(
+        "With pg_hybrid in shared_preload_libraries, its database worker does it within hybrid.worker_naptime; to do it now, run SELECT hybrid.restore('{name}')."
+    );
+    match Manifest::read(dir) {
+        Ok(m) => {
+            if let Some(why) = crate::position::untrusted(m.hybrid.position) {
+                raise_with(
+                    PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                    format!("hybrid index \"{name}\" must be caught up with its table before use: {why}"),
+                    Some(restore_hint),
+                );
+            }
+            m
+        }
+        Err(_) if !dir.exists() => raise_with(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("hybrid index \"{name}\" has no files on this server"),
+            Some(restore_hint),
+        ),
+        Err(e) => crate::error::raise(&e, None),
+    }
 }
 
 /// Forgets the cached layout of a folder (rebuilt or dropped).

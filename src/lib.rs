@@ -14,8 +14,10 @@ mod error;
 mod gucs;
 mod hooks;
 mod layout;
+mod position;
 mod scan;
 mod sidecar;
+mod snapshots;
 mod workers;
 mod xact;
 
@@ -40,6 +42,11 @@ pgrx::extension_sql_file!(
     requires = ["catalog", api::tenancy::hybrid::can_see_tenant, api::tenancy::hybrid::index_usage]
 );
 pgrx::extension_sql_file!(
+    "../sql/snapshots.sql",
+    name = "snapshots",
+    requires = ["tenants", api::snapshots::hybrid::worker_status]
+);
+pgrx::extension_sql_file!(
     "../sql/fusion.sql",
     name = "fusion",
     requires = ["access_method", api::search::hybrid::score]
@@ -48,6 +55,7 @@ pgrx::extension_sql_file!(
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::init();
+    position::init();
     am::options::init();
     xact::init();
     hooks::init();

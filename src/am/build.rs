@@ -22,12 +22,18 @@ use crate::{catalog, gucs, sidecar, xact};
 /// Build sub-phases shown in pg_stat_progress_create_index (1 is Postgres' "initializing").
 const PHASE_SCAN: i64 = 2;
 const PHASE_WRITE: i64 = 3;
+/// Sub-phases of a restore (`hybrid.restore`, the database workers), which reports in the same
+/// view as a REINDEX.
+pub const PHASE_DOWNLOAD: i64 = 4;
+pub const PHASE_CATCH_UP: i64 = 5;
 
 #[pg_guard]
 pub unsafe extern "C-unwind" fn ambuildphasename(phase: i64) -> *mut std::ffi::c_char {
     let name: &'static std::ffi::CStr = match phase {
         PHASE_SCAN => c"scanning table and tokenising",
         PHASE_WRITE => c"writing and merging segments",
+        PHASE_DOWNLOAD => c"restoring snapshot",
+        PHASE_CATCH_UP => c"catching up with the table",
         _ => return std::ptr::null_mut(),
     };
     name.as_ptr() as *mut _
@@ -43,7 +49,7 @@ struct BuildState {
 ///
 /// # Safety
 /// `heap` and `index` must be valid, open relations.
-unsafe fn config_of(heap: pg_sys::Relation, index: pg_sys::Relation) -> IndexConfig {
+pub(crate) unsafe fn config_of(heap: pg_sys::Relation, index: pg_sys::Relation) -> IndexConfig {
     if (*(*heap).rd_rel).relpersistence == pg_sys::RELPERSISTENCE_UNLOGGED as std::ffi::c_char {
         raise_with(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
@@ -98,11 +104,43 @@ pub unsafe extern "C-unwind" fn ambuild(
     sidecar::forget(&dir);
     layout::forget(&dir);
 
-    let identity =
-        Identity { index_oid, created_xid: pg_sys::GetTopFullTransactionId().value };
+    let identity = Identity { index_oid, created_xid: pg_sys::GetTopFullTransactionId().value };
+    let (heap_tuples, rows, manifest) = build_into(heap, index, index_info, &dir, &config, &identity);
+    catalog::tenants::check_built(&tenant, &dir, (*index).rd_id);
+    catalog::indexes::register(index, &manifest.hybrid.config, &tenant);
+    if options::read(index).snapshot_on_create {
+        crate::snapshots::take::on_create(index, &dir);
+    }
+    pgrx::debug1!(
+        "pg_hybrid: built index at {} with {} rows in {} segments",
+        dir.display(),
+        rows,
+        manifest.segments.len()
+    );
+
+    let mut result = PgBox::<pg_sys::IndexBuildResult>::alloc0();
+    result.heap_tuples = heap_tuples;
+    result.index_tuples = rows as f64;
+    result.into_pg()
+}
+
+/// Builds the index folder `dir` from the rows of `heap` (any folder path: ambuild's own, or a
+/// restore's staging folder). Returns the heap tuples scanned, the rows indexed and the
+/// manifest.
+///
+/// # Safety
+/// `heap` and `index` must be open relations, `index_info` the index's.
+pub(crate) unsafe fn build_into(
+    heap: pg_sys::Relation,
+    index: pg_sys::Relation,
+    index_info: *mut pg_sys::IndexInfo,
+    dir: &Path,
+    config: &IndexConfig,
+    identity: &Identity,
+) -> (f64, u64, Manifest) {
     let budget = (pg_sys::maintenance_work_mem.max(64 * 1024) as usize) * 1024;
-    let builder = IndexBuilder::create(&dir, &config, &identity, build_threads(), budget).or_raise();
-    let mut state = BuildState { builder, layout: layout::layout_for(index, &config), rows: 0 };
+    let builder = IndexBuilder::create(dir, config, identity, build_threads(), budget).or_raise();
+    let mut state = BuildState { builder, layout: layout::layout_for(index, config), rows: 0 };
 
     pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, PHASE_SCAN);
     let heap_tuples = pg_sys::table_index_build_scan(
@@ -118,19 +156,7 @@ pub unsafe extern "C-unwind" fn ambuild(
     pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_SUBPHASE as i32, PHASE_WRITE);
     let rows = state.rows;
     let manifest = state.builder.finish().or_raise();
-    catalog::tenants::check_built(&tenant, &dir, (*index).rd_id);
-    catalog::indexes::register(index, &manifest.hybrid.config, &tenant);
-    pgrx::debug1!(
-        "pg_hybrid: built index at {} with {} rows in {} segments",
-        dir.display(),
-        rows,
-        manifest.segments.len()
-    );
-
-    let mut result = PgBox::<pg_sys::IndexBuildResult>::alloc0();
-    result.heap_tuples = heap_tuples;
-    result.index_tuples = rows as f64;
-    result.into_pg()
+    (heap_tuples, rows, manifest)
 }
 
 #[pg_guard]

@@ -16,6 +16,7 @@ struct HybridOptions {
     key_field: i32,
     fields: i32,
     max_documents: i32,
+    snapshot_on_create: bool,
 }
 
 static RELOPT_KIND: OnceCell<pg_sys::relopt_kind::Type> = OnceCell::new();
@@ -50,6 +51,13 @@ pub fn init() {
             i32::MAX,
             pg_sys::AccessExclusiveLock as _,
         );
+        pg_sys::add_bool_reloption(
+            kind as _,
+            c"snapshot_on_create".as_ptr(),
+            c"Whether CREATE INDEX (and REINDEX) also writes a first snapshot, and fails if it cannot".as_ptr(),
+            false,
+            pg_sys::AccessExclusiveLock as _,
+        );
         let _ = RELOPT_KIND.set(kind);
     }
 }
@@ -72,6 +80,11 @@ pub unsafe extern "C-unwind" fn amoptions(reloptions: pg_sys::Datum, validate: b
             opttype: pg_sys::relopt_type::RELOPT_TYPE_INT,
             offset: std::mem::offset_of!(HybridOptions, max_documents) as i32,
         },
+        pg_sys::relopt_parse_elt {
+            optname: c"snapshot_on_create".as_ptr(),
+            opttype: pg_sys::relopt_type::RELOPT_TYPE_BOOL,
+            offset: std::mem::offset_of!(HybridOptions, snapshot_on_create) as i32,
+        },
     ];
     let kind = *RELOPT_KIND.get().expect("reloptions registered in _PG_init");
     pg_sys::build_reloptions(
@@ -91,6 +104,8 @@ pub struct IndexOptions {
     pub fields: Option<String>,
     /// The index's own document limit, if set.
     pub max_documents: Option<i64>,
+    /// Whether the build must also write a first snapshot.
+    pub snapshot_on_create: bool,
 }
 
 /// Reads the options of `index`.
@@ -114,5 +129,6 @@ pub unsafe fn read(index: pg_sys::Relation) -> IndexOptions {
         key_field: get((*opts).key_field),
         fields: get((*opts).fields),
         max_documents: (max >= 0).then_some(i64::from(max)),
+        snapshot_on_create: (*opts).snapshot_on_create,
     }
 }

@@ -11,6 +11,15 @@ use pgrx::prelude::*;
 use crate::error::OrRaise;
 use crate::{gucs, layout, sidecar};
 
+/// Whether the index has a folder to vacuum. Without one (lost, not restored yet) VACUUM goes
+/// on: the restore's catch-up drops entries of tuples VACUUM removed meanwhile.
+fn present(dir: &std::path::Path) -> bool {
+    let there = dir.exists();
+    if !there {
+        pgrx::log!("pg_hybrid: VACUUM skips index folder {} (missing; it will be restored)", dir.display());
+    }
+    there
+}
 
 unsafe fn stats_or_new(stats: *mut pg_sys::IndexBulkDeleteResult) -> *mut pg_sys::IndexBulkDeleteResult {
     if stats.is_null() {
@@ -31,6 +40,9 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
     let index = (*info).index;
     let dir = sidecar::index_dir(index);
     let Some(callback) = callback else { return stats };
+    if !present(&dir) {
+        return stats;
+    }
     let _lock = maintenance::lock_maintenance(&dir, crate::wait_a_little).or_raise();
     let mut is_dead = |ctid: u64| {
         let mut tid = layout::u64_to_tid(ctid);
@@ -54,6 +66,9 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
     let stats = stats_or_new(stats);
     let index = (*info).index;
     let dir = sidecar::index_dir(index);
+    if !present(&dir) {
+        return stats;
+    }
     let _lock = maintenance::lock_maintenance(&dir, crate::wait_a_little).or_raise();
     let policy = MergePolicy { merge_factor: gucs::MERGE_FACTOR.get() as usize, ..Default::default() };
     maintenance::merge_until_settled(&dir, &policy, crate::check_for_interrupts).or_raise();

@@ -3,7 +3,7 @@
 use pgrx::prelude::*;
 
 #[pg_schema]
-mod hybrid {
+pub(crate) mod hybrid {
     use std::collections::HashSet;
 
     use hybrid_engine::text::maintenance;

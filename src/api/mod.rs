@@ -2,5 +2,6 @@
 
 pub mod admin;
 pub mod search;
+pub mod snapshots;
 pub mod tenancy;
 pub mod vector;

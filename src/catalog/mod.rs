@@ -1,6 +1,7 @@
 //! The control plane: catalog tables in schema `hybrid`, one file per table.
 
 pub mod indexes;
+pub mod snapshots;
 pub mod tenants;
 
 use pgrx::prelude::*;

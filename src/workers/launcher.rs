@@ -1,12 +1,21 @@
-//! The launcher: at start and then every `hybrid.sweep_interval`, removes folders of databases
-//! that no longer exist and starts a sweep worker for each database that has index folders.
+//! The launcher: one process for the cluster. It removes the folders of dropped databases and
+//! starts a database worker (`database.rs`) for each database every `hybrid.worker_naptime`,
+//! at most `hybrid.max_workers` at once, like the autovacuum launcher.
+//!
+//! Databases without pg_hybrid are looked at again only every `hybrid.sweep_interval`; a
+//! database whose last round failed waits out its back-off (see `status`).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
+use pgrx::bgworkers::{
+    BackgroundWorker, BackgroundWorkerBuilder, BackgroundWorkerStatus, BgWorkerStartTime, DynamicBackgroundWorker,
+    SignalWakeFlags,
+};
 use pgrx::prelude::*;
 
+use super::{database, status};
 use crate::{gucs, sidecar};
 
 pub fn register() {
@@ -20,8 +29,17 @@ pub fn register() {
         .load();
 }
 
-/// OIDs of the databases of the cluster (a scan of the shared catalog pg_database).
-unsafe fn database_oids() -> Vec<u32> {
+/// A database of the cluster that workers may connect to.
+struct Database {
+    oid: u32,
+    name: String,
+    /// Templates and databases refusing connections get no worker (a connection to a template
+    /// would make CREATE DATABASE fail).
+    eligible: bool,
+}
+
+/// The databases of the cluster (a scan of the shared catalog pg_database).
+unsafe fn databases() -> Vec<Database> {
     let rel = pg_sys::table_open(pg_sys::DatabaseRelationId, pg_sys::AccessShareLock as _);
     let scan = pg_sys::table_beginscan_catalog(rel, 0, std::ptr::null_mut());
     let mut out = Vec::new();
@@ -30,8 +48,11 @@ unsafe fn database_oids() -> Vec<u32> {
         if tuple.is_null() {
             break;
         }
-        let form = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_database>(tuple);
-        out.push((*form).oid.to_u32());
+        let form = &*pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_database>(tuple);
+        let name = std::ffi::CStr::from_ptr(form.datname.data.as_ptr()).to_string_lossy().into_owned();
+        // A database being dropped has datconnlimit -2 (DATCONNLIMIT_INVALID_DB) in later
+        // releases; datallowconn covers it here.
+        out.push(Database { oid: form.oid.to_u32(), name, eligible: form.datallowconn && !form.datistemplate });
     }
     pg_sys::table_endscan(scan);
     pg_sys::table_close(rel, pg_sys::AccessShareLock as _);
@@ -47,24 +68,29 @@ fn database_folders() -> Vec<(u32, PathBuf)> {
         .collect()
 }
 
-fn start_sweep(db: u32) {
-    let r = BackgroundWorkerBuilder::new(&format!("pg_hybrid sweep {db}"))
-        .set_type("pg_hybrid sweep")
+fn start_worker(db: &Database) -> Option<DynamicBackgroundWorker> {
+    let r = BackgroundWorkerBuilder::new(&format!("pg_hybrid worker {}", db.name))
+        .set_type("pg_hybrid worker")
         .set_library("pg_hybrid")
-        .set_function("pg_hybrid_sweep_main")
-        .set_argument(Some(pg_sys::Datum::from(db)))
+        .set_function("pg_hybrid_worker_main")
+        .set_argument(Some(pg_sys::Datum::from(db.oid)))
         .enable_spi_access()
         .set_start_time(BgWorkerStartTime::RecoveryFinished)
         .set_restart_time(None)
-        // SAFETY: our own pid, so that we can wait for the worker to finish.
+        // SAFETY: our own pid: the postmaster tells us when the worker starts and stops.
         .set_notify_pid(unsafe { pg_sys::MyProcPid })
         .load_dynamic();
     match r {
-        Ok(handle) => {
-            let _ = handle.wait_for_shutdown();
+        Ok(handle) => Some(handle),
+        Err(_) => {
+            pgrx::log!("pg_hybrid: could not start the worker of database {} (max_worker_processes?)", db.name);
+            None
         }
-        Err(_) => pgrx::log!("pg_hybrid: could not start the sweep worker of database {db} (max_worker_processes?)"),
     }
+}
+
+fn still_running(handle: &DynamicBackgroundWorker) -> bool {
+    matches!(handle.pid(), Ok(_) | Err(BackgroundWorkerStatus::NotYetStarted))
 }
 
 #[pg_guard]
@@ -72,21 +98,49 @@ fn start_sweep(db: u32) {
 pub extern "C-unwind" fn pg_hybrid_launcher_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     BackgroundWorker::connect_worker_to_spi(None, None);
+    let slot = status::claim("launcher", 0);
+    let mut running: HashMap<u32, DynamicBackgroundWorker> = HashMap::new();
+    // When each database's last round started (Postgres timestamps).
+    let mut last_start: HashMap<u32, i64> = HashMap::new();
     loop {
         // SAFETY: a catalog scan inside a transaction of this worker.
-        let databases = BackgroundWorker::transaction(|| unsafe { database_oids() });
+        let dbs = BackgroundWorker::transaction(|| unsafe { databases() });
+        let oids: Vec<u32> = dbs.iter().map(|d| d.oid).collect();
         for (oid, path) in database_folders() {
-            if !databases.contains(&oid) {
+            if !oids.contains(&oid) {
                 match hybrid_engine::fsutil::remove_dir_durably(&path) {
                     Ok(()) => pgrx::log!("pg_hybrid: removed the index folders of dropped database {oid}"),
                     Err(e) => pgrx::warning!("pg_hybrid: could not remove {}: {e}", path.display()),
                 }
-            } else {
-                start_sweep(oid);
             }
         }
-        let interval = Duration::from_secs(gucs::SWEEP_INTERVAL_S.get().max(1) as u64);
-        if !BackgroundWorker::wait_latch(Some(interval)) {
+        status::forget_databases(&oids);
+        last_start.retain(|oid, _| oids.contains(oid));
+        running.retain(|_, h| still_running(h));
+
+        let naptime_us = i64::from(gucs::WORKER_NAPTIME_S.get()) * 1_000_000;
+        let sweep_s = i64::from(gucs::SWEEP_INTERVAL_S.get());
+        let max = gucs::MAX_WORKERS.get().max(1) as usize;
+        let now = status::now();
+        for db in dbs.iter().filter(|d| d.eligible) {
+            if running.len() >= max {
+                break;
+            }
+            if running.contains_key(&db.oid) || last_start.get(&db.oid).is_some_and(|t| now - t < naptime_us) {
+                continue;
+            }
+            let plan = status::plan(database::KIND, db.oid, sweep_s);
+            if plan.running || plan.not_before > now {
+                continue;
+            }
+            if let Some(h) = start_worker(db) {
+                running.insert(db.oid, h);
+                last_start.insert(db.oid, now);
+            }
+        }
+        slot.activity(&format!("{} database workers running", running.len()));
+        // Woken early when a worker stops (we are its notify pid) or by a signal.
+        if !BackgroundWorker::wait_latch(Some(Duration::from_secs(1))) {
             break;
         }
         if BackgroundWorker::sighup_received() {

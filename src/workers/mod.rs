@@ -1,14 +1,18 @@
 //! Background workers, registered from `shared_preload_libraries` in the autovacuum pattern: a
-//! launcher that watches the whole cluster and starts short-lived per-database workers.
-//!
-//! Today they reconcile the data plane with the catalog: folders of dropped databases,
-//! orphaned index folders (a crash between commit and removal, a failed build, a DROP done
-//! while the library was not loaded) and stale staging folders are removed.
+//! launcher for the cluster (`launcher`) starts a round of a database worker (`database`) for
+//! each database every `hybrid.worker_naptime`. A round reconciles the index folders with the
+//! catalog (restoring what is missing or untrusted), merges segments, takes the snapshots that
+//! are due and sweeps orphaned folders (`sweep`). `status` is their shared memory: the
+//! `hybrid.workers` view and the launcher's memory between rounds.
 
+pub mod database;
 pub mod launcher;
+pub mod status;
 pub mod sweep;
 
-/// Registers the launcher. Only possible while the postmaster loads preloaded libraries.
+/// Registers the launcher and the shared memory. Only possible while the postmaster loads
+/// preloaded libraries.
 pub fn register() {
+    status::init();
     launcher::register();
 }

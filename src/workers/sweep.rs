@@ -9,7 +9,7 @@ use std::path::Path;
 
 use hybrid_engine::manifest::Manifest;
 use hybrid_engine::text::maintenance;
-use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
+use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 
 use crate::am::hybrid_am_oid;
@@ -62,12 +62,9 @@ unsafe fn judge(path: &Path, name: &str, started_at: std::time::SystemTime) -> V
     }
 }
 
-#[pg_guard]
-#[no_mangle]
-pub extern "C-unwind" fn pg_hybrid_sweep_main(arg: pg_sys::Datum) {
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGTERM);
-    let db = pg_sys::Oid::from(arg.value() as u32);
-    BackgroundWorker::connect_worker_to_spi_by_oid(Some(db), None);
+/// Sweeps the folders of database `db` (this worker's): removes orphans, and leftovers of
+/// crashed writers and uploads inside the others. One short transaction per folder.
+pub fn sweep_database(db: pg_sys::Oid) {
     let dir = sidecar::database_dir(db);
     // SAFETY: PgStartTime is set by the postmaster before workers start.
     let started_at = unsafe {
@@ -76,6 +73,7 @@ pub extern "C-unwind" fn pg_hybrid_sweep_main(arg: pg_sys::Datum) {
     };
     let Ok(entries) = std::fs::read_dir(&dir) else { return };
     for e in entries.flatten() {
+        crate::check_for_interrupts();
         let name = e.file_name().to_string_lossy().into_owned();
         let path = e.path();
         // SAFETY: catalog access inside this worker's transaction.
@@ -88,11 +86,9 @@ pub extern "C-unwind" fn pg_hybrid_sweep_main(arg: pg_sys::Datum) {
             Verdict::Keep => {
                 if path.is_dir() {
                     let _ = maintenance::sweep_staging(&path);
+                    let _ = hybrid_engine::snapshot::sweep_pins(&path);
                 }
             }
-        }
-        if BackgroundWorker::sigterm_received() {
-            return;
         }
     }
 }
