@@ -6,6 +6,8 @@
 DEMO_DIR  ?= /var/tmp/pg_hybrid/demo
 DEMO_PORT ?= 5488
 DATA_DIR  ?= /var/tmp/pg_hybrid/data
+# The S3-compatible server of the snapshot tests (installed by scripts/setup.sh).
+export MOTO_SERVER ?= /var/tmp/pg_hybrid/venv/bin/moto_server
 
 .PHONY: demo test setup install unit regress integration stop-demo bench
 

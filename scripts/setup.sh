@@ -4,10 +4,14 @@
 #   - PostgreSQL 15 server and headers, clang (for pgrx's bindings), build tools
 #   - cargo-pgrx 0.18.0, initialised for PostgreSQL 15
 #   - the unprivileged user that runs the clusters (Postgres refuses to run as root)
+#   - moto_server (PyPI), the S3-compatible server the snapshot tests start on loopback, in its
+#     own virtualenv (MOTO_VENV)
 set -euo pipefail
 
 PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 RUN_USER=${PGH_USER:-pgtest}
+MOTO_VENV=${MOTO_VENV:-/var/tmp/pg_hybrid/venv}
+MOTO_VERSION=5.2.1
 
 packages=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang pkg-config
           libssl-dev make python3 python3-venv ca-certificates)
@@ -36,4 +40,9 @@ fi
 if ! id "$RUN_USER" >/dev/null 2>&1; then
   useradd -m "$RUN_USER"
 fi
-echo "setup: ok (PostgreSQL $("$PG_CONFIG" --version | awk '{print $2}'), $(cargo pgrx --version), cluster user $RUN_USER)"
+if ! "$MOTO_VENV/bin/pip" show moto 2>/dev/null | grep -qx "Version: $MOTO_VERSION"; then
+  echo "setup: installing moto[server] $MOTO_VERSION into $MOTO_VENV"
+  python3 -m venv "$MOTO_VENV"
+  "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+echo "setup: ok (PostgreSQL $("$PG_CONFIG" --version | awk '{print $2}'), $(cargo pgrx --version), cluster user $RUN_USER, moto $MOTO_VERSION)"
