@@ -181,13 +181,13 @@ const HYBRID_TOP10: &str = "SELECT id FROM docs WHERE body @@@ $1 ORDER BY hybri
 const GIN_TOP10: &str = "SELECT id FROM docs WHERE tsv @@ to_tsquery('english', $1) \
                          ORDER BY ts_rank_cd(tsv, to_tsquery('english', $1)) DESC LIMIT 10";
 
-fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let t = Instant::now();
     let r = f();
     (r, t.elapsed().as_secs_f64())
 }
 
-fn load(c: &mut Client, docs: &[Doc]) -> f64 {
+pub fn load(c: &mut Client, docs: &[Doc]) -> f64 {
     c.batch_execute("CREATE TABLE docs (id bigint PRIMARY KEY, title text, body text)").unwrap();
     let ((), secs) = timed(|| {
         let mut w = c.copy_in("COPY docs (id, title, body) FROM STDIN").unwrap();

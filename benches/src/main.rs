@@ -2,11 +2,13 @@
 //!
 //! ```text
 //! pg_hybrid_bench fulltext [--corpus debian|large] [--data DIR] [--queries N] [--repeats N] [--json FILE]
+//! pg_hybrid_bench snapshots [--corpus debian|large] [--data DIR] [--store file] [--json FILE]
 //! ```
 //! Needs pg_hybrid installed (`make install`); starts its own throw-away cluster; fetches the data
 //! with `scripts/fetch-data.sh` when it is missing.
 
 mod fulltext;
+mod snapshots;
 mod stats;
 
 use std::path::PathBuf;
@@ -26,6 +28,24 @@ fn main() {
             let docs = fulltext::load_corpus(&data, &corpus);
             let report = fulltext::run(&corpus, &docs, per_class, repeats);
             fulltext::print(&report);
+            if let Some(path) = arg(&args, "--json") {
+                std::fs::write(&path, serde_json::to_string_pretty(&report).expect("json")).expect("write json");
+                println!("results written to {path}");
+            }
+        }
+        Some("snapshots") => {
+            let corpus = arg(&args, "--corpus").unwrap_or_else(|| "debian".into());
+            let docs = fulltext::load_corpus(&data, &corpus);
+            let store = arg(&args, "--store").unwrap_or_else(|| "file".into());
+            let (label, settings) = match store.as_str() {
+                "file" => ("file:// (local disk)".to_string(), Vec::new()),
+                other => {
+                    eprintln!("unknown --store {other}: file");
+                    std::process::exit(2);
+                }
+            };
+            let report = snapshots::run(&corpus, &docs, &label, &settings);
+            snapshots::print(&report);
             if let Some(path) = arg(&args, "--json") {
                 std::fs::write(&path, serde_json::to_string_pretty(&report).expect("json")).expect("write json");
                 println!("results written to {path}");
