@@ -41,6 +41,11 @@ struct Knn {
     pending: VecDeque<(f32, u64)>,
     /// Tuple ids already returned.
     returned: HashSet<u64>,
+    /// Distance of the last row returned. Postgres takes the rows in the order they come (it
+    /// does not sort an ordered index scan again), so a later round's rows nearer than this,
+    /// which an earlier, smaller round missed, are left out rather than returned out of order
+    /// (pgvector's iterative scans do the same in their strict mode).
+    last: f32,
     /// The index has no more rows with a vector to give.
     exhausted: bool,
     /// Rows with no distance (no vector, or a NULL query vector), returned after the others;
@@ -191,6 +196,7 @@ unsafe fn start_knn(index: pg_sys::Relation, keys: &[pg_sys::ScanKeyData], order
         k: (gucs::EF_SEARCH.get().max(1) as usize).max(10),
         pending: VecDeque::new(),
         returned: HashSet::new(),
+        last: f32::NEG_INFINITY,
         exhausted: null_query,
         tail: None,
     })
@@ -206,7 +212,8 @@ impl Knn {
             .knn(self.field, &self.query, self.k, ef, self.filter.as_deref(), exact_below)
             .or_raise();
         self.exhausted = result.hits.len() < self.k;
-        self.pending = result.hits.into_iter().filter(|(_, c)| !self.returned.contains(c)).collect();
+        let last = self.last;
+        self.pending = result.hits.into_iter().filter(|(d, c)| *d >= last && !self.returned.contains(c)).collect();
         self.k = self.k.saturating_mul(2);
     }
 
@@ -215,6 +222,7 @@ impl Knn {
         loop {
             if let Some(hit) = self.pending.pop_front() {
                 self.returned.insert(hit.1);
+                self.last = hit.0;
                 return Some((Some(hit.0), hit.1));
             }
             if !self.exhausted {

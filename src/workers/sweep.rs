@@ -34,6 +34,11 @@ unsafe fn judge(path: &Path, name: &str, started_at: std::time::SystemTime) -> V
         return if libc::kill(pid, 0) == 0 { Verdict::Keep } else { Verdict::Remove("unfinished folder of a crashed build") };
     }
     let Ok(relfilenode) = name.parse::<u32>() else { return Verdict::Keep };
+    // A build (or a merge, or VACUUM) is working on it: it is not abandoned. A folder being
+    // built is not yet visible in the catalog, and its manifest is tantivy's own until the end.
+    if let Ok(None) = maintenance::try_lock_maintenance(path) {
+        return Verdict::Keep;
+    }
     let manifest = match Manifest::read(path) {
         Ok(m) => Some(m),
         Err(_) => None,

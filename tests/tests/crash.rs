@@ -35,27 +35,7 @@ fn committed_rows_survive_kill9_mid_stream() {
     insert_docs(&mut c, &(1..=200).collect::<Vec<_>>());
     drop(c);
 
-    let recorded = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (1..=3i64)
-        .map(|w| {
-            let (conn, rec, stop) = (cluster.conn_str(TEST_DB), recorded.clone(), stop.clone());
-            std::thread::spawn(move || stream_inserts(conn, w * 1_000_000, rec, stop))
-        })
-        .collect();
-    let reached = wait_until(Duration::from_secs(120), || recorded.lock().unwrap().len() >= 400);
-    if !reached {
-        stop.store(true, Ordering::SeqCst);
-    }
-    assert!(reached, "writers committed only {} rows in 120 s", recorded.lock().unwrap().len());
-    cluster.kill9();
-    stop.store(true, Ordering::SeqCst);
-    for w in writers {
-        let err = w.join().expect("writer thread");
-        assert!(err.is_some(), "a writer should have lost its connection at the crash");
-    }
-    let recorded: Vec<i64> = recorded.lock().unwrap().clone();
-    eprintln!("{} rows committed before the crash", recorded.len());
+    let recorded = kill9_during_writes(&mut cluster, stream_inserts, 400);
 
     let mut c = cluster.connect();
     force_index(&mut c);

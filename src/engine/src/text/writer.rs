@@ -86,6 +86,9 @@ pub struct IndexBuilder {
     docs: u64,
     /// The vector plugin, for indexes with vector fields.
     vectors: Option<Arc<VectorPlugin>>,
+    /// The folder's maintenance lock, held for the whole build: until `finish`, `meta.json` is
+    /// tantivy's own (without our member), and the orphan sweep must not judge the folder by it.
+    _lock: crate::fsutil::FileLock,
 }
 
 impl IndexBuilder {
@@ -98,6 +101,7 @@ impl IndexBuilder {
         memory_budget: usize,
     ) -> Result<IndexBuilder> {
         create_index_dir(dir, config, identity)?;
+        let lock = crate::fsutil::FileLock::lock(&dir.join(manifest::MAINTENANCE_LOCK))?;
         let (index, vectors) = open_tantivy_with_plugin(SidecarDirectory::open(dir)?, config)?;
         let threads = threads.clamp(1, 8);
         let budget = memory_budget.max(MIN_THREAD_BUDGET * threads);
@@ -126,6 +130,7 @@ impl IndexBuilder {
             identity: identity.clone(),
             docs: 0,
             vectors,
+            _lock: lock,
         })
     }
 
