@@ -13,8 +13,10 @@ pkg=target/pgrx-package
 libdir=$("$PG_CONFIG" --pkglibdir)
 sharedir=$("$PG_CONFIG" --sharedir)
 src_lib=$(find "$pkg" -name 'pg_hybrid.so' | head -1)
-install -m 755 "$src_lib" "$libdir/.pg_hybrid.so.new"
-mv -f "$libdir/.pg_hybrid.so.new" "$libdir/pg_hybrid.so"
+# A name of our own: two installs running at once must not rename each other's half-copied file.
+tmp="$libdir/.pg_hybrid.so.new.$$"
+install -m 755 "$src_lib" "$tmp"
+mv -f "$tmp" "$libdir/pg_hybrid.so"
 for f in $(find "$pkg" -path '*/extension/*' -type f); do
   install -m 644 "$f" "$sharedir/extension/$(basename "$f")"
 done
