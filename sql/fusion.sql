@@ -32,11 +32,11 @@ DECLARE
     parts    text[] := '{}';
     lists    text;
 BEGIN
-    SELECT i.table_oid, i.settings INTO tbl, settings FROM hybrid.indexes i WHERE i.index_oid = index;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION '"%" is not a hybrid index', index
-            USING ERRCODE = 'wrong_object_type', HINT = 'pass an index created with USING hybrid';
-    END IF;
+    -- Raises 42809 for anything but a hybrid index, 42501 without SELECT on its table. (Not
+    -- hybrid.indexes: that view shows only the caller's tenant, and searching is governed by
+    -- table privileges, as for @@@.)
+    settings := hybrid.index_settings(index);
+    SELECT i.indrelid INTO tbl FROM pg_catalog.pg_index i WHERE i.indexrelid = index;
     IF query IS NULL AND vector IS NULL THEN
         RAISE EXCEPTION 'hybrid.search() needs a query, a vector, or both'
             USING ERRCODE = 'invalid_parameter_value';

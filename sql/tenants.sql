@@ -23,6 +23,8 @@ CREATE TABLE hybrid.tenants (
 );
 COMMENT ON TABLE hybrid.tenants IS 'pg_hybrid tenants and their limits (NULL: unlimited)';
 INSERT INTO hybrid.tenants (name) VALUES ('default');
+-- pg_dump keeps the tenants and their limits (the default tenant comes with the extension).
+SELECT pg_catalog.pg_extension_config_dump('hybrid.tenants', $$WHERE name <> 'default'$$);
 
 CREATE TABLE hybrid.role_tenants (
     role_oid oid  PRIMARY KEY,

@@ -49,7 +49,7 @@ pgrx::extension_sql_file!(
 pgrx::extension_sql_file!(
     "../sql/fusion.sql",
     name = "fusion",
-    requires = ["access_method", api::search::hybrid::score]
+    requires = ["access_method", api::search::hybrid::score, api::admin::hybrid::index_settings]
 );
 
 #[pg_guard]

@@ -23,6 +23,7 @@ use hybrid_engine::text::Document;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
+use crate::catalog::tenants::Growth;
 use crate::error::{raise_with, OrRaise};
 use crate::{gucs, layout, sidecar};
 
@@ -51,12 +52,22 @@ struct FolderAction {
     subxact: pg_sys::SubTransactionId,
 }
 
+/// A hybrid index dropped by this transaction.
+struct Dropped {
+    oid: pg_sys::Oid,
+    subxact: pg_sys::SubTransactionId,
+    /// Its table and name, to recognise an index Postgres drops and creates again under the
+    /// same name (ALTER TABLE ... ALTER COLUMN ... TYPE).
+    table: pg_sys::Oid,
+    name: String,
+}
+
 #[derive(Default)]
 struct State {
     pending: Vec<Pending>,
     actions: Vec<FolderAction>,
     /// Hybrid indexes dropped by this transaction, whose catalog rows go at commit.
-    dropped: Vec<(pg_sys::Oid, pg_sys::SubTransactionId)>,
+    dropped: Vec<Dropped>,
     /// Indexes this transaction published segments to (candidates for an inline merge).
     written: Vec<PathBuf>,
 }
@@ -103,7 +114,9 @@ pub fn add_document(dir: &Path, index_oid: pg_sys::Oid, max_documents: Option<i6
     }
 }
 
-/// Writes and publishes the buffered rows of the index in `dir`, if any.
+/// Writes and publishes the buffered rows of the index in `dir`, if any, once the quotas
+/// allow them (every write, not only the one at commit: rows published before commit are in
+/// the index as much as those published at it).
 pub fn flush(dir: &Path) {
     let taken = STATE.with(|s| {
         let mut s = s.borrow_mut();
@@ -112,10 +125,13 @@ pub fn flush(dir: &Path) {
         if p.docs.is_empty() {
             return None;
         }
+        let growth = Growth { index_oid: p.index_oid, docs: p.docs.len() as i64, bytes: p.bytes as i64 };
+        let limit = p.max_documents;
         p.bytes = 0;
-        Some(std::mem::take(&mut p.docs))
+        Some((std::mem::take(&mut p.docs), growth, limit))
     });
-    let Some(docs) = taken else { return };
+    let Some((docs, growth, limit)) = taken else { return };
+    check_quota(&growth, limit);
     write_segment(dir, &docs).or_raise();
     STATE.with(|s| {
         let mut s = s.borrow_mut();
@@ -138,33 +154,20 @@ fn write_segment(dir: &Path, docs: &[(pg_sys::SubTransactionId, Document)]) -> h
     Ok(())
 }
 
-/// Quota checks of what the transaction is about to publish (see `catalog::tenants`).
-fn check_quotas() {
-    let (growth, limits) = STATE.with(|s| {
-        let s = s.borrow();
-        let growth: Vec<crate::catalog::tenants::Growth> = s
-            .pending
-            .iter()
-            .filter(|p| !p.docs.is_empty())
-            .map(|p| crate::catalog::tenants::Growth {
-                index_oid: p.index_oid,
-                docs: p.docs.len() as i64,
-                bytes: p.bytes as i64,
-            })
-            .collect();
-        let limits: std::collections::BTreeMap<u32, i64> =
-            s.pending.iter().filter_map(|p| p.max_documents.map(|m| (p.index_oid.to_u32(), m))).collect();
-        (growth, limits)
-    });
-    if growth.is_empty() {
-        return;
-    }
+/// Refuses `growth` beyond the quotas (see `catalog::tenants`).
+fn check_quota(growth: &Growth, index_limit: Option<i64>) {
     // At pre-commit no statement is running: SPI needs an active snapshot.
     // SAFETY: pushed and popped around our queries; an error resets the stack at abort.
-    unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
-    crate::catalog::tenants::check_growth(&growth, &limits);
-    // SAFETY: pops what we pushed.
-    unsafe { pg_sys::PopActiveSnapshot() };
+    let push = unsafe { !pg_sys::ActiveSnapshotSet() };
+    if push {
+        // SAFETY: see above.
+        unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot()) };
+    }
+    crate::catalog::tenants::check_growth(growth, index_limit);
+    if push {
+        // SAFETY: pops what we pushed.
+        unsafe { pg_sys::PopActiveSnapshot() };
+    }
 }
 
 fn flush_all() {
@@ -192,9 +195,15 @@ pub fn remove_on_commit(path: PathBuf) {
 }
 
 /// Deletes the catalog row of the index `oid` when the transaction commits.
-pub fn forget_on_commit(oid: pg_sys::Oid) {
+pub fn forget_on_commit(oid: pg_sys::Oid, table: pg_sys::Oid, name: String) {
     let subxact = current_subxact();
-    STATE.with(|s| s.borrow_mut().dropped.push((oid, subxact)));
+    STATE.with(|s| s.borrow_mut().dropped.push(Dropped { oid, subxact, table, name }));
+}
+
+/// The hybrid index of `table` named `name` that this transaction dropped, if any: an index
+/// being built under that name now is its rebuild.
+pub fn dropped_index_named(table: pg_sys::Oid, name: &str) -> Option<pg_sys::Oid> {
+    STATE.with(|s| s.borrow().dropped.iter().rev().find(|d| d.table == table && d.name == name).map(|d| d.oid))
 }
 
 fn remove_folder(path: &Path) {
@@ -242,9 +251,8 @@ unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: 
     use pg_sys::XactEvent::*;
     match event {
         XACT_EVENT_PRE_COMMIT | XACT_EVENT_PARALLEL_PRE_COMMIT => {
-            check_quotas();
             flush_all();
-            let dropped: Vec<pg_sys::Oid> = STATE.with(|s| s.borrow_mut().dropped.drain(..).map(|(o, _)| o).collect());
+            let dropped: Vec<pg_sys::Oid> = STATE.with(|s| s.borrow_mut().dropped.drain(..).map(|d| d.oid).collect());
             crate::catalog::indexes::forget(&dropped);
             merge_written();
         }
@@ -305,7 +313,7 @@ unsafe extern "C-unwind" fn subxact_callback(
             p.docs.retain(|(sub, _)| *sub < my_subid);
             p.bytes = p.docs.iter().map(|(_, d)| d.approx_bytes()).sum();
         }
-        s.dropped.retain(|(_, sub)| *sub < my_subid);
+        s.dropped.retain(|d| d.subxact < my_subid);
         let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut s.actions).into_iter().partition(|a| a.subxact >= my_subid);
         s.actions = kept;
         gone

@@ -94,10 +94,17 @@ pub unsafe extern "C-unwind" fn ambuild(
 ) -> *mut pg_sys::IndexBuildResult {
     let config = config_of(heap, index);
     let dir: PathBuf = sidecar::index_dir(index);
-    // A rebuild keeps the index's tenant; a new index belongs to its creator's.
+    // A rebuild keeps the index's tenant (a REINDEX CONCURRENTLY copy, or an index Postgres
+    // drops and recreates for ALTER COLUMN TYPE: its original's); a new index belongs to its
+    // creator's.
+    let original = concurrent_copy_of(heap, index).or_else(|| {
+        let name = std::ffi::CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr()).to_string_lossy();
+        xact::dropped_index_named((*heap).rd_id, &name)
+    });
     let tenant = catalog::indexes::tenant_of_index((*index).rd_id)
-        .unwrap_or_else(|| catalog::tenants::tenant_of_role(catalog::tenants::current_user()));
-    catalog::tenants::check_new_index(&tenant, (*index).rd_id);
+        .or_else(|| original.and_then(catalog::indexes::tenant_of_index))
+        .unwrap_or_else(|| catalog::tenants::tenant_of_role(catalog::tenants::creator()));
+    catalog::tenants::check_new_index(&tenant, (*index).rd_id, original);
     let index_oid = (*index).rd_id.to_u32();
     schedule_old_folders(index_oid, &dir);
     xact::remove_on_abort(dir.clone());
@@ -106,7 +113,7 @@ pub unsafe extern "C-unwind" fn ambuild(
 
     let identity = Identity { index_oid, created_xid: pg_sys::GetTopFullTransactionId().value };
     let (heap_tuples, rows, manifest) = build_into(heap, index, index_info, &dir, &config, &identity);
-    catalog::tenants::check_built(&tenant, &dir, (*index).rd_id);
+    catalog::tenants::check_built(&tenant, &dir, (*index).rd_id, options::read(index).max_documents);
     catalog::indexes::register(index, &manifest.hybrid.config, &tenant);
     if options::read(index).snapshot_on_create {
         crate::snapshots::take::on_create(index, &dir);
@@ -122,6 +129,39 @@ pub unsafe extern "C-unwind" fn ambuild(
     result.heap_tuples = heap_tuples;
     result.index_tuples = rows as f64;
     result.into_pg()
+}
+
+/// The index that `index` is a REINDEX CONCURRENTLY copy of, if it is one: Postgres builds the
+/// copy not yet valid, on the same table, named `<original>_ccnew[N]` (the original's name
+/// shortened to fit).
+///
+/// # Safety
+/// `heap` and `index` must be open relations.
+unsafe fn concurrent_copy_of(heap: pg_sys::Relation, index: pg_sys::Relation) -> Option<pg_sys::Oid> {
+    if (*(*index).rd_index).indisvalid {
+        return None;
+    }
+    let name = std::ffi::CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr()).to_string_lossy().into_owned();
+    let base = name.trim_end_matches(|c: char| c.is_ascii_digit()).strip_suffix("_ccnew")?.to_string();
+    let list = pgrx::PgList::<pg_sys::Oid>::from_pg(pg_sys::RelationGetIndexList(heap));
+    let am = (*(*index).rd_rel).relam;
+    let found = list.iter_oid().find(|&other| {
+        if other == (*index).rd_id {
+            return false;
+        }
+        let rel = pg_sys::RelationIdGetRelation(other);
+        if rel.is_null() {
+            return false;
+        }
+        let same_am = (*(*rel).rd_rel).relam == am;
+        pg_sys::RelationClose(rel);
+        if !same_am {
+            return false;
+        }
+        let n = pg_sys::get_rel_name(other);
+        !n.is_null() && std::ffi::CStr::from_ptr(n).to_string_lossy().starts_with(&base)
+    });
+    found
 }
 
 /// Builds the index folder `dir` from the rows of `heap` (any folder path: ambuild's own, or a

@@ -37,6 +37,18 @@ pub(crate) mod hybrid {
         require_select(table, &name);
     }
 
+    /// The effective configuration of a hybrid index (key field, text and vector fields), for
+    /// anyone who may read its table: `hybrid.search` uses it. The same as
+    /// `hybrid.indexes.settings`, which shows only one's own tenant's indexes.
+    #[pg_extern(stable, strict)]
+    fn index_settings(index: PgRelation) -> pgrx::JsonB {
+        check_hybrid_index(&index);
+        require_table_select(&index);
+        // SAFETY: an open index relation of our access method.
+        let l = unsafe { layout::layout(index.as_ptr()) };
+        pgrx::JsonB(serde_json::to_value(&l.config).expect("config serialises"))
+    }
+
     /// What an index holds: live and deleted documents, segments, bytes on disk, its folder
     /// and its generation (bumped by every change published); for vector fields, the vectors
     /// of live rows, tombstones (vectors of deleted rows not merged away yet), segments with a

@@ -27,8 +27,12 @@ mod hybrid {
         let cname = std::ffi::CString::new(role).unwrap_or_default();
         // SAFETY: role lookup by name; errors for unknown roles.
         let oid = unsafe { pg_sys::get_role_oid(cname.as_ptr(), false) };
-        // SAFETY: superuser check of the caller.
-        if oid == caller && !unsafe { pg_sys::superuser_arg(caller) } {
+        // An administrator may not move itself, whichever role it acts as (SET ROLE to
+        // hybrid_admin, a SECURITY DEFINER function): the session's own roles count too.
+        // SAFETY: reads the session's user ids; superuser check of the session user.
+        let (session, outer) = unsafe { (pg_sys::GetSessionUserId(), pg_sys::GetOuterUserId()) };
+        let itself = oid == caller || oid == session || oid == outer;
+        if itself && !unsafe { pg_sys::superuser_arg(session) } {
             raise_with(
                 PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
                 format!("role \"{role}\" cannot change its own tenant"),

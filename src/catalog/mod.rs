@@ -9,20 +9,40 @@ use pgrx::prelude::*;
 /// Runs `f` as the owner of the extension, so that internal catalog maintenance works whatever
 /// the privileges of the user whose statement triggered it (any table owner may create an index;
 /// only the extension owner may write `hybrid.indexes`). Postgres restores the user on error.
+///
+/// `search_path` is pinned to `pg_catalog, pg_temp` meanwhile, as for a SECURITY DEFINER
+/// function: our queries name our tables with their schema, but an operator such as `=` is looked
+/// up along the search path, and a caller's own `=` must never run with the owner's rights.
 pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
     let owner: Option<pg_sys::Oid> =
-        Spi::get_one("SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'pg_hybrid'")
+        Spi::get_one("SELECT extowner FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_hybrid'")
             .unwrap_or(None);
     let Some(owner) = owner else { return f() };
     let mut saved_user = pg_sys::InvalidOid;
     let mut saved_ctx = 0;
-    // SAFETY: save and switch the current user id as SECURITY DEFINER functions do.
-    unsafe {
+    // SAFETY: a GUC nesting level undone below (or by the transaction's abort on error), and the
+    // current user id switched as SECURITY DEFINER functions do.
+    let nest = unsafe {
+        let nest = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"search_path".as_ptr(),
+            c"pg_catalog, pg_temp".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
         pg_sys::SetUserIdAndSecContext(owner, saved_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
-    }
+        nest
+    };
     let r = f();
     // SAFETY: restore what we saved.
-    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx) };
+    unsafe {
+        pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx);
+        pg_sys::AtEOXact_GUC(true, nest);
+    }
     r
 }

@@ -33,12 +33,6 @@ pub struct Limits {
     pub max_bytes: Option<i64>,
 }
 
-impl Limits {
-    fn any(&self) -> bool {
-        self.max_indexes.is_some() || self.max_documents.is_some() || self.max_bytes.is_some()
-    }
-}
-
 /// Whether the hybrid catalog of this version is installed (tenants came with 0.2.0).
 fn installed() -> bool {
     Spi::get_one::<bool>("SELECT to_regclass('hybrid.tenants') IS NOT NULL").ok().flatten() == Some(true)
@@ -61,6 +55,13 @@ pub fn tenant_of_role(role: pg_sys::Oid) -> String {
 pub fn current_user() -> pg_sys::Oid {
     // SAFETY: reads the current user id.
     unsafe { pg_sys::GetUserId() }
+}
+
+/// The role creating an index: the session's current role (SET ROLE), not the table owner
+/// Postgres runs index builds as.
+pub fn creator() -> pg_sys::Oid {
+    // SAFETY: reads the outer user id.
+    unsafe { pg_sys::GetOuterUserId() }
 }
 
 /// Whether `role` administers pg_hybrid: a superuser or a member of `hybrid_admin`.
@@ -105,21 +106,23 @@ pub fn require_select(table: pg_sys::Oid, name: &str) {
 fn limits(tenant: &str) -> Limits {
     as_extension_owner(|| {
         Spi::connect(|c| {
-            let row = c
-                .select(
-                    "SELECT max_indexes, max_documents, max_bytes FROM hybrid.tenants WHERE name = $1",
-                    Some(1),
-                    &[tenant.into()],
-                )?
-                .first();
-            Ok::<_, pgrx::spi::Error>(Limits {
-                max_indexes: row.get::<i32>(1)?,
-                max_documents: row.get::<i64>(2)?,
-                max_bytes: row.get::<i64>(3)?,
-            })
+            let rows = c.select(
+                "SELECT max_indexes, max_documents, max_bytes FROM hybrid.tenants WHERE name = $1",
+                Some(1),
+                &[tenant.into()],
+            )?;
+            for row in rows {
+                return Ok::<_, pgrx::spi::Error>(Limits {
+                    max_indexes: row.get::<i32>(1)?,
+                    max_documents: row.get::<i64>(2)?,
+                    max_bytes: row.get::<i64>(3)?,
+                });
+            }
+            Ok(Limits::default())
         })
     })
-    .unwrap_or_default()
+    // Quotas fail closed: a check that cannot read the limits refuses.
+    .unwrap_or_else(|e| pgrx::error!("pg_hybrid: could not read the limits of tenant {tenant}: {e}"))
 }
 
 /// Takes the tenant's row lock (see the module comment).
@@ -156,7 +159,7 @@ fn tenant_folders(tenant: &str) -> BTreeMap<u32, PathBuf> {
             Ok::<_, pgrx::spi::Error>(v)
         })
     })
-    .unwrap_or_default();
+    .unwrap_or_else(|e| pgrx::error!("pg_hybrid: could not list the indexes of tenant {tenant}: {e}"));
     oids.into_iter().filter_map(|o| index_folder(o).map(|d| (o.to_u32(), d))).collect()
 }
 
@@ -183,7 +186,8 @@ pub fn usage_of(dir: &std::path::Path) -> (i64, i64) {
 
 /// Before a new index of `tenant` is built: refuse it beyond `max_indexes`. `index` is the
 /// index being built (a rebuild of an existing index is not a new one).
-pub fn check_new_index(tenant: &str, index: pg_sys::Oid) {
+/// `replaces`: the index this one is a copy of (REINDEX CONCURRENTLY), which does not count.
+pub fn check_new_index(tenant: &str, index: pg_sys::Oid, replaces: Option<pg_sys::Oid>) {
     if !installed() {
         return;
     }
@@ -194,97 +198,86 @@ pub fn check_new_index(tenant: &str, index: pg_sys::Oid) {
         Spi::connect(|c| {
             let row = c
                 .select(
-                    "SELECT count(*) FILTER (WHERE r.index_oid <> $2), bool_or(r.index_oid = $2)
+                    "SELECT count(*) FILTER (WHERE r.index_oid <> $2 AND r.index_oid IS DISTINCT FROM $3),
+                            bool_or(r.index_oid = $2 OR r.index_oid = $3)
                        FROM hybrid.index_registry r JOIN pg_catalog.pg_class c ON c.oid = r.index_oid
                       WHERE r.tenant = $1",
                     Some(1),
-                    &[tenant.into(), index.into()],
+                    // $3 is NULL when nothing is replaced.
+                    &[tenant.into(), index.into(), replaces.into()],
                 )?
                 .first();
             Ok::<_, pgrx::spi::Error>((row.get::<i64>(1)?.unwrap_or(0), row.get::<bool>(2)?.unwrap_or(false)))
         })
     })
-    .unwrap_or((0, false));
+    .unwrap_or_else(|e| pgrx::error!("pg_hybrid: could not count the indexes of tenant {tenant}: {e}"));
     if !this_one && existing >= i64::from(max) {
         exceeded(tenant, "indexes", i64::from(max), existing, 1);
     }
 }
 
-/// What a committing transaction adds to one index.
+/// What a transaction is about to publish into one index.
 pub struct Growth {
     pub index_oid: pg_sys::Oid,
     pub docs: i64,
     pub bytes: i64,
 }
 
-/// At pre-commit, before the transaction's rows are published: refuse growth beyond the
-/// tenants' `max_documents` and `max_bytes`, and beyond an index's own `max_documents` option.
-pub fn check_growth(growth: &[Growth], index_limits: &BTreeMap<u32, i64>) {
-    if growth.is_empty() || !installed() {
+/// Before rows are published into an index (at commit, or earlier when the transaction's
+/// buffer is written out): refuse growth beyond its tenant's `max_documents` and `max_bytes`,
+/// and beyond the index's own `max_documents` option (`index_limit`).
+pub fn check_growth(growth: &Growth, index_limit: Option<i64>) {
+    if !installed() {
         return;
     }
-    let oids: Vec<pg_sys::Oid> = growth.iter().map(|g| g.index_oid).collect();
-    let tenants: Vec<(u32, String)> = as_extension_owner(|| {
-        Spi::connect(|c| {
-            let rows = c.select(
-                "SELECT index_oid, tenant FROM hybrid.index_registry WHERE index_oid = ANY($1)",
-                None,
-                &[oids.clone().into()],
-            )?;
-            let mut v = Vec::new();
-            for row in rows {
-                if let (Some(o), Some(t)) = (row.get::<pg_sys::Oid>(1)?, row.get::<String>(2)?) {
-                    v.push((o.to_u32(), t));
-                }
-            }
-            Ok::<_, pgrx::spi::Error>(v)
-        })
-    })
-    .unwrap_or_default();
-    let mut by_tenant: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    for g in growth {
-        if let Some((_, t)) = tenants.iter().find(|(o, _)| *o == g.index_oid.to_u32()) {
-            let e = by_tenant.entry(t.clone()).or_default();
-            e.0 += g.docs;
-            e.1 += g.bytes;
-        }
-        if let Some(max) = index_limits.get(&g.index_oid.to_u32()) {
-            if let Some(dir) = index_folder(g.index_oid) {
-                let (docs, _) = usage_of(&dir);
-                if docs + g.docs > *max {
-                    raise_with(
-                        PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
-                        format!("index would exceed its max_documents of {max} ({docs} indexed, {} more asked)", g.docs),
-                        Some("raise it with ALTER INDEX ... SET (max_documents = ...) and REINDEX, or delete rows and VACUUM".into()),
-                    );
-                }
+    let Some(tenant) = super::indexes::tenant_of_index(growth.index_oid) else { return };
+    let l = limits(&tenant);
+    if l.max_documents.is_none() && l.max_bytes.is_none() && index_limit.is_none() {
+        return;
+    }
+    serialise(&tenant);
+    if let Some(max) = index_limit {
+        if let Some(dir) = index_folder(growth.index_oid) {
+            let (docs, _) = usage_of(&dir);
+            if docs + growth.docs > max {
+                index_exceeded(max, docs, growth.docs);
             }
         }
     }
-    for (tenant, (docs, bytes)) in by_tenant {
-        let l = limits(&tenant);
-        if l.max_documents.is_none() && l.max_bytes.is_none() {
-            continue;
+    if l.max_documents.is_none() && l.max_bytes.is_none() {
+        return;
+    }
+    let (used_docs, used_bytes) =
+        tenant_folders(&tenant).values().map(|d| usage_of(d)).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    if let Some(max) = l.max_documents {
+        if used_docs + growth.docs > max {
+            exceeded(&tenant, "documents", max, used_docs, growth.docs);
         }
-        serialise(&tenant);
-        let (used_docs, used_bytes) =
-            tenant_folders(&tenant).values().map(|d| usage_of(d)).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-        if let Some(max) = l.max_documents {
-            if used_docs + docs > max {
-                exceeded(&tenant, "documents", max, used_docs, docs);
-            }
+    }
+    if let Some(max) = l.max_bytes {
+        if used_bytes + growth.bytes > max {
+            exceeded(&tenant, "bytes", max, used_bytes, growth.bytes);
         }
-        if let Some(max) = l.max_bytes {
-            if used_bytes + bytes > max {
-                exceeded(&tenant, "bytes", max, used_bytes, bytes);
-            }
-        }
-        let _ = l.any();
     }
 }
 
-/// After a build: refuse an index that takes its tenant beyond `max_documents` or `max_bytes`.
-pub fn check_built(tenant: &str, dir: &std::path::Path, index: pg_sys::Oid) {
+fn index_exceeded(max: i64, docs: i64, adding: i64) -> ! {
+    raise_with(
+        PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
+        format!("index would exceed its max_documents of {max} ({docs} indexed, {adding} more asked)"),
+        Some("raise it with ALTER INDEX ... SET (max_documents = ...), or delete rows and VACUUM".into()),
+    )
+}
+
+/// After a build: refuse an index larger than its own `max_documents` option (`index_limit`),
+/// or that takes its tenant beyond `max_documents` or `max_bytes`.
+pub fn check_built(tenant: &str, dir: &std::path::Path, index: pg_sys::Oid, index_limit: Option<i64>) {
+    let (docs, bytes) = usage_of(dir);
+    if let Some(max) = index_limit {
+        if docs > max {
+            index_exceeded(max, 0, docs);
+        }
+    }
     if !installed() {
         return;
     }
@@ -293,7 +286,6 @@ pub fn check_built(tenant: &str, dir: &std::path::Path, index: pg_sys::Oid) {
         return;
     }
     serialise(tenant);
-    let (docs, bytes) = usage_of(dir);
     let (mut used_docs, mut used_bytes) = (0, 0);
     for (oid, d) in tenant_folders(tenant) {
         if oid != index.to_u32() && d != dir {

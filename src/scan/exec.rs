@@ -260,9 +260,7 @@ unsafe extern "C-unwind" fn next_row(ss: *mut pg_sys::ScanState) -> *mut pg_sys:
                 let mut isnull = false;
                 let datum = pg_sys::slot_getattr(slot, i32::from(a.key_attno), &mut isnull);
                 if !isnull {
-                    let key = layout::key_value(datum, rt.layout.key_type);
-                    a.scores.insert(key.clone(), score);
-                    a.current = Some((key, score));
+                    a.current = Some((layout::key_value(datum, rt.layout.key_type), score));
                 }
             } else {
                 a.current = Some((hybrid_engine::text::KeyValue::I64(0), score));
@@ -307,7 +305,15 @@ unsafe extern "C-unwind" fn recheck(ss: *mut pg_sys::ScanState, slot: *mut pg_sy
 
 #[pg_guard]
 pub(super) unsafe extern "C-unwind" fn exec(node: *mut pg_sys::CustomScanState) -> *mut pg_sys::TupleTableSlot {
-    pg_sys::ExecScan(&mut (*node).ss, Some(next_row), Some(recheck))
+    let out = pg_sys::ExecScan(&mut (*node).ss, Some(next_row), Some(recheck));
+    // Only a row that passed every condition (row-level security first) is returned; only its
+    // score may be found by key later (above a join or a sort). A row that failed them must
+    // not be: hybrid.score(<its key>) would reveal that it exists and matches.
+    let returned = !out.is_null() && (*out).tts_flags & pg_sys::TTS_FLAG_EMPTY as u16 == 0;
+    if returned {
+        runtime(node).active.borrow_mut().confirm_current();
+    }
+    out
 }
 
 #[pg_guard]

@@ -26,9 +26,9 @@ pub struct ActiveScan {
     pub field_of_attno: HashMap<i16, usize>,
     /// The field of the first `@@@` condition (snippets of other expressions use it).
     pub default_field: usize,
-    /// The row just returned: its key and score.
+    /// The row being returned (its conditions are evaluated with it current): key and score.
     pub current: Option<(KeyValue, f32)>,
-    /// Score of every row returned so far, by key.
+    /// Score of every row returned so far, by key (rows that passed the conditions only).
     pub scores: HashMap<KeyValue, f32>,
     pub snapshot: Option<Snapshot>,
     pub query: Option<Arc<dyn Query>>,
@@ -47,6 +47,14 @@ impl ActiveScan {
             snapshot: None,
             query: None,
             snippets: HashMap::new(),
+        }
+    }
+
+    /// The current row was returned (it passed the scan's conditions): its score may now be
+    /// found by key.
+    pub fn confirm_current(&mut self) {
+        if let Some((k, s)) = &self.current {
+            self.scores.insert(k.clone(), *s);
         }
     }
 

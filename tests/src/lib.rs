@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 
 pub use postgres::{Client, NoTls};
 
+pub mod s3;
+
 /// Binaries of the PostgreSQL the extension is installed into.
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 /// The installed extension library.
@@ -385,6 +387,30 @@ impl TestCluster {
         self.running = false;
     }
 
+    /// Fast shutdown that must finish within `timeout`: returns how long it took, or the
+    /// error if it did not (the cluster is then still considered running, and dropping it
+    /// stops it immediately).
+    pub fn stop_within(&mut self, timeout: Duration) -> Result<Duration, String> {
+        assert!(self.running, "cluster not running");
+        let started = Instant::now();
+        let out = pg_command("pg_ctl")
+            .arg("-D")
+            .arg(&self.dir)
+            .args(["-m", "fast", "-w", "-t", &timeout.as_secs().max(1).to_string(), "stop"])
+            .output()
+            .expect("run pg_ctl stop");
+        if out.status.success() {
+            self.running = false;
+            Ok(started.elapsed())
+        } else {
+            Err(format!(
+                "pg_ctl stop -m fast did not finish within {timeout:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+
     /// Clean stop, then start.
     pub fn restart(&mut self) {
         self.stop();
@@ -404,6 +430,34 @@ impl TestCluster {
     /// Whether the cluster was started (and not stopped) by this handle.
     pub fn is_running(&self) -> bool {
         self.running
+    }
+
+    /// A new cluster made from a copy of this one's data directory (which must be stopped),
+    /// without the paths `exclude` (relative to the data directory; e.g. `pg_hybrid`, as a base
+    /// backup that does not carry the index folders), started on another port. Ownership and
+    /// permissions are kept. Same system identifier and WAL: a restored base backup.
+    pub fn copy_stopped(&self, name: &str, exclude: &[&str]) -> TestCluster {
+        assert!(!self.running, "stop the cluster before copying its data directory");
+        let seq = CLUSTER_SEQ.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("{CLUSTER_DIR_PREFIX}{}_{}_{}", name, std::process::id(), seq));
+        let _ = fs::remove_dir_all(&dir);
+        let mut cp = Command::new("cp");
+        cp.arg("-a").arg(&self.dir).arg(&dir);
+        run(cp, "copy the data directory");
+        for e in exclude {
+            let p = dir.join(e);
+            if p.is_dir() {
+                fs::remove_dir_all(&p).unwrap_or_else(|err| panic!("remove {}: {err}", p.display()));
+            } else if p.exists() {
+                fs::remove_file(&p).unwrap_or_else(|err| panic!("remove {}: {err}", p.display()));
+            }
+        }
+        let _ = fs::remove_file(dir.join("postmaster.pid"));
+        // A log of its own (the copy's would show the original's history).
+        let _ = fs::write(dir.join("server.log"), b"");
+        let mut c = TestCluster { dir, port: 0, running: false };
+        c.start();
+        c
     }
 }
 
@@ -1136,6 +1190,64 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// A function that inserts rows from `first` on, each in its own transaction, pushing the id
+/// of every committed row to `recorded`, until `stop` or an error (returned).
+pub type Writer = fn(String, i64, std::sync::Arc<std::sync::Mutex<Vec<i64>>>, std::sync::Arc<std::sync::atomic::AtomicBool>) -> Option<String>;
+
+/// Runs three `writer`s against the cluster until they committed `min_rows` rows, then kills
+/// the postmaster with SIGKILL mid-stream. Returns the ids whose commit was acknowledged.
+pub fn kill9_during_writes(cluster: &mut TestCluster, writer: Writer, min_rows: usize) -> Vec<i64> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let recorded = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (1..=3i64)
+        .map(|w| {
+            let (conn, rec, stop) = (cluster.conn_str(TEST_DB), recorded.clone(), stop.clone());
+            std::thread::spawn(move || writer(conn, w * 1_000_000, rec, stop))
+        })
+        .collect();
+    let reached = wait_until(Duration::from_secs(120), || recorded.lock().unwrap().len() >= min_rows);
+    if !reached {
+        stop.store(true, Ordering::SeqCst);
+    }
+    assert!(reached, "writers committed only {} rows in 120 s", recorded.lock().unwrap().len());
+    cluster.kill9();
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        assert!(w.join().expect("writer thread").is_some(), "a writer should have lost its connection at the crash");
+    }
+    let recorded = recorded.lock().unwrap().clone();
+    eprintln!("{} rows committed before the crash", recorded.len());
+    recorded
+}
+
+/// Asserts that every path under the cluster's index folders is private to the server user
+/// (no access for group or others) and owned by it; `expect` checks the list of paths first.
+pub fn assert_sidecar_private(cluster: &TestCluster, expect: impl FnOnce(&[PathBuf])) {
+    let base = cluster.sidecar_base();
+    let paths = all_paths(&base);
+    expect(&paths);
+    let too_open = too_open_paths(&base);
+    assert!(too_open.is_empty(), "sidecar paths readable or writable by other users: {too_open:?}");
+    let uid = run_user_uid();
+    let foreign: Vec<_> = paths.iter().filter(|p| owner_uid(p) != uid).collect();
+    assert!(foreign.is_empty(), "sidecar paths not owned by the server user: {foreign:?}");
+    cluster.assert_no_backend_crash();
+}
+
+/// Cosine distance computed in f64 from the definition (1 - cos), for checking the index's.
+pub fn cosine_distance(a: &[f32], b: &[f32]) -> f64 {
+    let (mut dot, mut na, mut nb) = (0f64, 0f64, 0f64);
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(*x), f64::from(*y));
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    1.0 - (dot / (na.sqrt() * nb.sqrt())).clamp(-1.0, 1.0)
 }
 
 #[cfg(test)]

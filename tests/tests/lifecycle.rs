@@ -362,15 +362,7 @@ fn sidecar_files_are_private_to_the_server_user() {
     c.batch_execute("COMMIT; REINDEX INDEX docs_search").unwrap();
     insert_docs(&mut c, &(20_000..=20_010).collect::<Vec<_>>());
 
-    let base = cluster.sidecar_base();
-    let paths = all_paths(&base);
-    assert!(paths.len() > 5, "expected index files under {}", base.display());
-    let too_open = too_open_paths(&base);
-    assert!(too_open.is_empty(), "sidecar paths readable or writable by other users: {too_open:?}");
-    let uid = run_user_uid();
-    let foreign: Vec<_> = paths.iter().filter(|p| owner_uid(p) != uid).collect();
-    assert!(foreign.is_empty(), "sidecar paths not owned by the server user: {foreign:?}");
-    cluster.assert_no_backend_crash();
+    assert_sidecar_private(&cluster, |paths| assert!(paths.len() > 5, "expected index files: {paths:?}"));
 }
 
 /// Rebuilds that make a new index (new OID) rather than a new relfilenode of the same one:
