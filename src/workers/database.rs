@@ -81,6 +81,7 @@ pub extern "C-unwind" fn pg_hybrid_worker_main(arg: pg_sys::Datum) {
         slot.activity("sweeping orphaned folders");
         attempt(&mut errors, "sweep", || sweep::sweep_database(db));
     }
+    attempt(&mut errors, "forgetting dropped roles", || BackgroundWorker::transaction(forget_dropped_roles));
     let first = slot.first_round();
     let indexes = BackgroundWorker::transaction(list_indexes);
     for index in &indexes {
@@ -126,6 +127,18 @@ fn attempt(errors: &mut Vec<String>, what: &str, work: impl FnOnce()) {
         pgrx::warning!("pg_hybrid: {what} failed: {message}");
         errors.push(format!("{what}: {message}"));
     }
+}
+
+/// Tenant assignments of roles dropped since (roles are shared by all databases, so no hook of
+/// this database sees their drop; a new role must not inherit an old one's tenant by its OID).
+fn forget_dropped_roles() {
+    catalog::as_extension_owner(|| {
+        Spi::run(
+            "DELETE FROM hybrid.role_tenants t
+              WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) t.role_oid)",
+        )
+    })
+    .unwrap_or_else(|e| pgrx::error!("{e}"));
 }
 
 fn list_indexes() -> Vec<Index> {

@@ -148,4 +148,10 @@ pub extern "C-unwind" fn pg_hybrid_launcher_main(_arg: pg_sys::Datum) {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
         }
     }
+    // SIGTERM: a shutdown, or pg_terminate_backend. Returning would exit with code 0, which the
+    // postmaster takes as "unregister me": the launcher would never come back until a restart.
+    // Exit code 1 gets it restarted after its restart time (and nothing is restarted during a
+    // shutdown).
+    // SAFETY: Postgres' normal process exit (runs the exit callbacks).
+    unsafe { pg_sys::proc_exit(1) };
 }
