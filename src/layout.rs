@@ -174,21 +174,30 @@ pub unsafe fn datum_text(datum: pg_sys::Datum) -> String {
     s
 }
 
-/// The elements of a `real[]` Datum. NULL elements are refused (22004); a multi-dimensional
-/// array is read in storage order.
+/// The elements of a one-dimensional `real[]` Datum. NULL elements are refused (22004), and
+/// arrays of more dimensions (22000).
 ///
 /// # Safety
 /// `datum` must be a non-null `real[]` Datum.
 pub unsafe fn datum_vector(datum: pg_sys::Datum, field: &str) -> Vec<f32> {
     let arr = pgrx::Array::<f32>::from_datum(datum, false).expect("non-null array");
-    if arr.contains_nulls() {
+    let values: Vec<Option<f32>> = arr.iter().collect();
+    let ndim = (*arr.into_array_type()).ndim;
+    if ndim > 1 {
+        raise_with(
+            PgSqlErrorCode::ERRCODE_DATA_EXCEPTION,
+            format!("vector for field \"{field}\" is an array of {ndim} dimensions"),
+            Some("a vector is a one-dimensional array of numbers, such as '{0.1,0.2,0.3}'".into()),
+        );
+    }
+    if values.iter().any(Option::is_none) {
         raise_with(
             PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
             format!("vector for field \"{field}\" contains NULL elements"),
             Some("vectors must be arrays of numbers without NULLs; a NULL vector (the whole value) is allowed".into()),
         );
     }
-    arr.iter_deny_null().collect()
+    values.into_iter().flatten().collect()
 }
 
 /// The key value of a Datum of type `ty`.

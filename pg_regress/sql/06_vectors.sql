@@ -75,6 +75,11 @@ INSERT INTO cos VALUES (1, '{0,0}');
 INSERT INTO cos VALUES (1, '{3,4}'), (2, '{4,3}');
 SELECT id FROM cos ORDER BY v <=> '{0,0}' LIMIT 1;
 SELECT id, round((v <=> '{1,1}')::numeric, 4) FROM cos ORDER BY v <=> '{1,1}' LIMIT 2;
+-- The operators refuse what an index refuses, so a query fails the same whatever the plan.
+SELECT '{1,2}'::real[] <-> '{{1,2},{3,4}}'::real[];
+SELECT '{1,NaN}'::real[] <-> '{1,2}'::real[];
+SELECT '{0,0}'::real[] <=> '{1,2}'::real[];
+INSERT INTO cos VALUES (1000, '{{1,2},{3,4}}');
 -- Bad options.
 CREATE INDEX bad ON cos USING hybrid (id, v) WITH (key_field = 'id');
 CREATE INDEX bad ON cos USING hybrid (id, v) WITH (key_field = 'id', fields = '{"v": {"dimensions": 2, "m": 300}}');

@@ -352,6 +352,8 @@ impl TestCluster {
                 self.write_port();
             }
             let out = pg_command("pg_ctl")
+                // pgrx would append a Rust backtrace to every error's DETAIL.
+                .env_remove("RUST_BACKTRACE")
                 .arg("-D")
                 .arg(&self.dir)
                 .arg("-l")
