@@ -60,10 +60,19 @@ pub extern "C-unwind" fn _PG_init() {
     xact::init();
     hooks::init();
     scan::init();
+    // Waits for the object store give up when a cancel or shutdown request comes.
+    hybrid_engine::snapshot::set_interrupt_check(interrupt_pending);
     // SAFETY: reads a flag the postmaster sets while it loads shared_preload_libraries.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         workers::register();
     }
+}
+
+/// Whether a cancel or termination request is pending (only reads the flag the signal
+/// handlers set: safe to call from engine code, on the backend's own thread).
+fn interrupt_pending() -> bool {
+    // SAFETY: a plain read of a volatile flag.
+    unsafe { std::ptr::read_volatile(&raw const pg_sys::InterruptPending) != 0 }
 }
 
 /// Honours query cancellation and termination (raises an ERROR if one is pending).

@@ -105,6 +105,19 @@ pub unsafe fn restore_index(index_oid: pg_sys::Oid, why: &Why, feedback: &mut Fe
             None => Source::Table,
         }
     };
+    if let Source::Snapshot(_) = source {
+        // The catch-up's deletions are written as `<segment>.<opstamp>.del`, counted from the
+        // snapshot's opstamp; the folder being replaced may hold a file of that very name with
+        // other bits (deletions made after the snapshot), which a backend may still have
+        // mapped. Counting on from the newer of the two opstamps, no name is ever reused.
+        if let Ok(old) = Manifest::read(&live) {
+            manifest::publish(&stage, |m| {
+                m.opstamp = m.opstamp.max(old.opstamp);
+                Ok(())
+            })
+            .or_raise();
+        }
+    }
     let identity = Identity { index_oid: index_oid.to_u32(), created_xid: 0 };
     let mut stats = CatchUp::default();
     if let Source::Table = source {
@@ -227,7 +240,7 @@ fn from_snapshot(
                     info.sequence
                 )),
             },
-            Err(_) if stop => {
+            Err(_) if stop || unsafe { pg_sys::InterruptPending != 0 } => {
                 feedback.stopped();
                 pgrx::error!("pg_hybrid: restore stopped by a shutdown request")
             }

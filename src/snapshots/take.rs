@@ -58,7 +58,8 @@ pub fn upload(dir: &Path, identity: &IndexIdentity, feedback: &mut Feedback) -> 
             }
             Ok(Upload::Done(report))
         }
-        Err(_) if stop => Ok(Upload::Stopped),
+        // Stopped by the progress callback, or a wait for the store given up on a cancel.
+        Err(_) if stop || unsafe { pg_sys::InterruptPending != 0 } => Ok(Upload::Stopped),
         Err(e) => Err(e),
     }
 }

@@ -191,14 +191,34 @@ fn reconcile(index: &Index, first_round: bool, slot: &status::Handle) {
     let Some(why) = diagnose(index, first_round) else { return };
     pgrx::log!("pg_hybrid: index {} needs a restore: {why}", index.name);
     BackgroundWorker::transaction(AssertUnwindSafe(|| {
-        // Diagnosed outside the table lock: a REINDEX may have fixed it meanwhile.
-        // SAFETY: inside a transaction; the oid is a hybrid index (listed just before).
+        // SAFETY: inside a transaction; the oid is a hybrid index (listed just before, and
+        // checked to still exist before anything else is done with it).
         unsafe {
             let rel = pg_sys::try_relation_open(index.oid, pg_sys::AccessShareLock as _);
             if rel.is_null() {
                 return;
             }
             pg_sys::relation_close(rel, pg_sys::AccessShareLock as _);
+            // The restore's own table lock, taken first: the diagnosis above was made without
+            // it, and whoever held the table meanwhile (hybrid.restore(), REINDEX, TRUNCATE)
+            // may have put a good folder in place, possibly under a new relfilenode. So the
+            // folder is diagnosed again, under the lock, from the index as it is now.
+            let heap_oid = pg_sys::IndexGetRelation(index.oid, true);
+            if heap_oid == pg_sys::InvalidOid {
+                return;
+            }
+            let heap = pg_sys::table_open(heap_oid, pg_sys::ShareRowExclusiveLock as _);
+            pg_sys::table_close(heap, pg_sys::NoLock as _);
+            let rel = pg_sys::try_relation_open(index.oid, pg_sys::AccessShareLock as _);
+            if rel.is_null() {
+                return;
+            }
+            let now = Index { oid: index.oid, name: index.name.clone(), dir: sidecar::index_dir(rel) };
+            pg_sys::relation_close(rel, pg_sys::AccessShareLock as _);
+            let Some(why) = diagnose(&now, first_round) else {
+                pgrx::log!("pg_hybrid: index {} was repaired meanwhile; no restore needed", index.name);
+                return;
+            };
             restore_index(index.oid, &why, &mut Feedback::worker(slot));
         }
     }));

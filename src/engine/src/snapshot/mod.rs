@@ -42,7 +42,7 @@ use crate::error::{Error, Result};
 pub use format::{FileEntry, SnapshotManifest, SNAPSHOT_FORMAT};
 pub use pin::{sweep_pins, Pin, PINS_DIR};
 pub use restore::{verify_local, LocalCheck, RestoreReport, SnapshotInfo};
-pub use store::{SnapshotStore, StoreOptions};
+pub use store::{set_interrupt_check, SnapshotStore, StoreOptions};
 pub use upload::{GcReport, Retention, SnapshotReport};
 
 /// Who an index is, as the catalog knows it. Recorded in every snapshot manifest so a snapshot

@@ -350,7 +350,8 @@ impl SnapshotStore {
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
         let jitter = 0.75 + f64::from(nanos % 1000) / 2000.0;
-        std::thread::sleep(base.mul_f64(jitter));
+        // A stop request cuts the pause short; the next attempt's wait then gives up at once.
+        sleep_interruptibly(base.mul_f64(jitter));
     }
 
     /// The error for a failed operation.
@@ -370,6 +371,7 @@ impl SnapshotStore {
                         .to_string(),
                 ),
             ),
+            OpError::Cancelled => (format!("{what} of {target} was cancelled"), None),
             OpError::Timeout(d) => (
                 format!("could not {what} {target}: no answer within {d:?}"),
                 Some("The object store is unreachable or slow. Nothing was lost; the operation can be retried later.".into()),
@@ -639,7 +641,16 @@ impl SnapshotStore {
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         let mut reported = 0u64;
-        while let Some(item) = rx.blocking_recv() {
+        let rt = runtime().map_err(Failed::Local)?;
+        loop {
+            // Waits in slices (see `block`); the runtime only times this wait, the request
+            // and its stream stay on the runtime's own threads.
+            let item = match rt.block_on(async { tokio::time::timeout(WAIT_SLICE, rx.recv()).await }) {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(_) if interrupted() => return Err(Failed::Store(OpError::Cancelled)),
+                Err(_) => continue,
+            };
             let chunk = item.map_err(Failed::Store)?;
             size += chunk.len() as u64;
             if size > max_size {
@@ -729,6 +740,9 @@ pub(crate) enum OpError {
     /// May work on another attempt (network, 5xx, a task that died).
     Transient { message: String, attempts: u32 },
     Timeout(Duration),
+    /// The waiting thread was asked to stop (see [`set_interrupt_check`]); the request was
+    /// abandoned.
+    Cancelled,
 }
 
 impl OpError {
@@ -817,14 +831,64 @@ fn runtime() -> Result<Arc<Runtime>> {
     Ok(rt)
 }
 
+/// How often a thread waiting for the store asks [`interrupted`] whether to give up.
+const WAIT_SLICE: Duration = Duration::from_millis(50);
+
+/// The embedding process's "was I asked to stop?" (Postgres: a query cancel or a shutdown
+/// request is pending). It must only read flags: it is called from the thread that waits for
+/// the store, while that thread is inside engine code.
+static INTERRUPT_CHECK: std::sync::OnceLock<fn() -> bool> = std::sync::OnceLock::new();
+
+/// Installs the interrupt check of the process (once; later calls are ignored). Without one,
+/// waits for the store end only with the request, its timeout or its retries.
+pub fn set_interrupt_check(check: fn() -> bool) {
+    let _ = INTERRUPT_CHECK.set(check);
+}
+
+fn interrupted() -> bool {
+    INTERRUPT_CHECK.get().is_some_and(|f| f())
+}
+
 /// Runs `fut` on the runtime and waits for it on this thread. The future runs as a task on the
 /// runtime's workers, never on this thread, so anything it starts (blocking threads of the
-/// local file store, DNS lookups) starts from a thread with signals blocked.
+/// local file store, DNS lookups) starts from a thread with signals blocked. The wait is cut
+/// in slices: when the process is asked to stop, the task is aborted (dropping its request)
+/// and `Cancelled` returned, instead of waiting for a store that does not answer.
 fn block<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> std::result::Result<T, OpError> {
     let rt = runtime().map_err(|e| OpError::Permanent(e.to_string()))?;
-    let handle = rt.spawn(fut);
-    futures::executor::block_on(handle)
-        .map_err(|e| OpError::Transient { message: format!("object store task failed: {e}"), attempts: 1 })
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let handle = rt.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    loop {
+        match rx.recv_timeout(WAIT_SLICE) {
+            Ok(v) => return Ok(v),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if interrupted() {
+                    handle.abort();
+                    return Err(OpError::Cancelled);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(OpError::Transient { message: "object store task failed".into(), attempts: 1 })
+            }
+        }
+    }
+}
+
+/// Sleeps `d` in slices; false if the process was asked to stop meanwhile.
+fn sleep_interruptibly(d: Duration) -> bool {
+    let until = std::time::Instant::now() + d;
+    loop {
+        if interrupted() {
+            return false;
+        }
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(WAIT_SLICE));
+    }
 }
 
 fn block_all_signals() -> libc::sigset_t {
