@@ -266,9 +266,16 @@ unsafe extern "C-unwind" fn next_row(ss: *mut pg_sys::ScanState) -> *mut pg_sys:
                 a.current = Some((hybrid_engine::text::KeyValue::I64(0), score));
             }
         }
-        // The copy's by-reference values point into the buffer the fetch slot keeps pinned
-        // until the next fetch, which only happens when the next row is asked for.
-        return pg_sys::ExecCopySlot(scan_slot, slot);
+        // The scan slot gets the fetched row's values without a copy: its by-reference values
+        // point into the buffer the fetch slot keeps pinned until the next fetch, which only
+        // happens when the next row is asked for (as a sequential scan's slot points into its
+        // page). ExecCopySlot would copy every value, long texts included.
+        pg_sys::slot_getallattrs(slot);
+        pg_sys::ExecClearTuple(scan_slot);
+        let natts = (*(*scan_slot).tts_tupleDescriptor).natts as usize;
+        std::ptr::copy_nonoverlapping((*slot).tts_values, (*scan_slot).tts_values, natts);
+        std::ptr::copy_nonoverlapping((*slot).tts_isnull, (*scan_slot).tts_isnull, natts);
+        return pg_sys::ExecStoreVirtualTuple(scan_slot);
     }
 }
 

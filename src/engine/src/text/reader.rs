@@ -37,6 +37,18 @@ struct FileStamp {
     size: u64,
 }
 
+/// Which folder `dir` names now (device and inode): a folder swapped in under the same name
+/// is another one.
+fn folder_id(dir: &Path) -> Result<(u64, u64)> {
+    match std::fs::metadata(dir) {
+        Ok(md) => Ok((md.dev(), md.ino())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::Missing { path: dir.to_path_buf(), detail: "the index folder does not exist".into() })
+        }
+        Err(e) => Err(Error::io("stat", dir, e)),
+    }
+}
+
 fn stamp(path: &Path) -> Result<FileStamp> {
     let md = std::fs::metadata(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -62,15 +74,49 @@ const OPEN_RETRIES: usize = 20;
 /// An open index folder.
 pub struct TextIndex {
     dir: PathBuf,
+    /// The folder opened (see [`folder_id`]).
+    folder: (u64, u64),
     directory: SidecarDirectory,
     index: Index,
     reader: IndexReader,
-    manifest: Manifest,
+    manifest: Arc<Manifest>,
     stamp: FileStamp,
     fields: Fields,
     analyzers: Arc<Vec<TextAnalyzer>>,
     /// Vector files opened so far, shared with the snapshots.
     vectors: Arc<VectorCache>,
+    /// The tuple id column of each segment of the current searcher, by segment ordinal.
+    /// Opening a fast-field column parses its header; done once per segment, not per query.
+    ctids: Arc<Vec<Column<u64>>>,
+    /// Queries compiled for this folder (see [`CompiledQueries`]).
+    compiled: Arc<CompiledQueries>,
+}
+
+/// Queries compiled for one folder, by text, default field and default operator: an
+/// application runs the same few queries again and again, and parsing plus analysis is a
+/// sizeable part of a short search. A compiled query depends only on the folder's
+/// configuration, never on its generation, so entries stay valid for the folder's life.
+#[derive(Default)]
+pub struct CompiledQueries(parking_lot::Mutex<std::collections::HashMap<(String, Option<usize>, DefaultOperator), Box<dyn Query>>>);
+
+/// Most queries kept per folder (all are dropped when it is full: simple and rare).
+const COMPILED_QUERIES: usize = 256;
+
+/// The tuple id columns of `searcher`'s segments, reusing those of `previous` for segments it
+/// already had (segments never change; only their deletes do, which the column ignores).
+fn ctid_columns(searcher: &Searcher, previous: Option<(&Searcher, &[Column<u64>])>) -> Result<Arc<Vec<Column<u64>>>> {
+    let mut out = Vec::with_capacity(searcher.segment_readers().len());
+    for reader in searcher.segment_readers() {
+        let id = reader.segment_id();
+        let known = previous.and_then(|(s, cols)| {
+            s.segment_readers().iter().position(|r| r.segment_id() == id).and_then(|i| cols.get(i).cloned())
+        });
+        out.push(match known {
+            Some(c) => c,
+            None => reader.fast_fields().u64(CTID_FIELD)?,
+        });
+    }
+    Ok(Arc::new(out))
 }
 
 impl TextIndex {
@@ -78,6 +124,8 @@ impl TextIndex {
     pub fn open(dir: &Path) -> Result<TextIndex> {
         let mut last_err = None;
         for _ in 0..OPEN_RETRIES {
+            // Before anything is read: a folder swapped in after this is noticed by `refresh`.
+            let folder = folder_id(dir)?;
             let stamp = stamp(&dir.join(MANIFEST_FILE))?;
             let bytes = std::fs::read(dir.join(MANIFEST_FILE))
                 .map_err(|e| Error::io("read", dir.join(MANIFEST_FILE), e))?;
@@ -98,16 +146,26 @@ impl TextIndex {
             })?;
             let analyzers =
                 Arc::new(config.text_fields.iter().map(build_analyzer).collect::<Result<Vec<_>>>()?);
+            let ctids = match ctid_columns(&reader.searcher(), None) {
+                Ok(c) => c,
+                Err(e) => {
+                    last_err = Some(e);
+                    continue;
+                }
+            };
             return Ok(TextIndex {
                 dir: dir.to_path_buf(),
+                folder,
                 directory,
                 index,
                 reader,
-                manifest,
+                manifest: Arc::new(manifest),
                 stamp,
                 fields,
                 analyzers,
                 vectors: Arc::default(),
+                ctids,
+                compiled: Arc::default(),
             });
         }
         Err(last_err.unwrap_or_else(|| Error::Tantivy("could not open index".into())))
@@ -115,6 +173,13 @@ impl TextIndex {
 
     /// Picks up a newer published generation, if any. Returns whether anything changed.
     pub fn refresh(&mut self) -> Result<bool> {
+        if folder_id(&self.dir)? != self.folder {
+            // The folder was replaced as a whole (a restore swaps a new one in): a file there
+            // may have the name of one opened here and other bytes, so nothing opened from the
+            // old folder is kept.
+            *self = TextIndex::open(&self.dir)?;
+            return Ok(true);
+        }
         let path = self.dir.join(MANIFEST_FILE);
         let mut last_err = None;
         for _ in 0..OPEN_RETRIES {
@@ -131,15 +196,22 @@ impl TextIndex {
                 return Ok(false);
             }
             self.directory.set_manifest(bytes);
-            match self.reader.reload() {
-                Ok(()) => {
+            let before = self.reader.searcher();
+            let reloaded = self
+                .reader
+                .reload()
+                .map_err(Error::from)
+                .and_then(|()| ctid_columns(&self.reader.searcher(), Some((&before, &self.ctids))));
+            match reloaded {
+                Ok(ctids) => {
                     let live: Vec<_> = manifest.segments.iter().map(|s| s.segment_id).collect();
                     self.vectors.retain(&live);
-                    self.manifest = manifest;
+                    self.manifest = Arc::new(manifest);
+                    self.ctids = ctids;
                     self.stamp = now;
                     return Ok(true);
                 }
-                Err(e) => last_err = Some(Error::from(e)),
+                Err(e) => last_err = Some(e),
             }
         }
         Err(last_err.unwrap_or_else(|| Error::Tantivy("could not reload index".into())))
@@ -165,10 +237,12 @@ impl TextIndex {
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             searcher: self.reader.searcher(),
-            manifest: Arc::new(self.manifest.clone()),
+            manifest: self.manifest.clone(),
             fields: self.fields.clone(),
             analyzers: self.analyzers.clone(),
             vectors: self.vectors.clone(),
+            ctids: self.ctids.clone(),
+            compiled: self.compiled.clone(),
         }
     }
 }
@@ -181,9 +255,17 @@ pub struct Snapshot {
     fields: Fields,
     analyzers: Arc<Vec<TextAnalyzer>>,
     vectors: Arc<VectorCache>,
+    /// Tuple id column of each segment, by segment ordinal (see `TextIndex::ctids`).
+    ctids: Arc<Vec<Column<u64>>>,
+    compiled: Arc<CompiledQueries>,
 }
 
 impl Snapshot {
+    /// The tuple id column of segment `ord` of this generation's searcher.
+    pub(crate) fn ctid_column(&self, ord: SegmentOrdinal) -> &Column<u64> {
+        &self.ctids[ord as usize]
+    }
+
     /// The manifest of this generation.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
@@ -217,6 +299,25 @@ impl Snapshot {
         default_field: Option<usize>,
         default_op: DefaultOperator,
     ) -> Result<Box<dyn Query>> {
+        let key = (text.to_string(), default_field, default_op);
+        if let Some(q) = self.compiled.0.lock().get(&key) {
+            return Ok(q.box_clone());
+        }
+        let q = self.compile_uncached(text, default_field, default_op)?;
+        let mut map = self.compiled.0.lock();
+        if map.len() >= COMPILED_QUERIES {
+            map.clear();
+        }
+        map.insert(key, q.box_clone());
+        Ok(q)
+    }
+
+    fn compile_uncached(
+        &self,
+        text: &str,
+        default_field: Option<usize>,
+        default_op: DefaultOperator,
+    ) -> Result<Box<dyn Query>> {
         let ast = query::parse(text, default_op)?;
         let ctx = query::compile::Context {
             config: self.config(),
@@ -236,13 +337,13 @@ impl Snapshot {
 
     /// The tuple ids of every live document matching `query`, in no particular order.
     pub fn matching_ctids(&self, query: &dyn Query) -> Result<Vec<u64>> {
-        let segs = self.searcher.search(query, &CtidCollector { scored: false })?;
+        let segs = self.searcher.search(query, &CtidCollector { scored: false, ctids: self.ctids.clone() })?;
         Ok(segs.into_iter().flatten().map(|(_, c)| c).collect())
     }
 
     /// Every match with its BM25 score, in no particular order.
     pub fn scored_ctids(&self, query: &dyn Query) -> Result<Vec<(Score, u64)>> {
-        let segs = self.searcher.search(query, &CtidCollector { scored: true })?;
+        let segs = self.searcher.search(query, &CtidCollector { scored: true, ctids: self.ctids.clone() })?;
         Ok(segs.into_iter().flatten().collect())
     }
 
@@ -252,20 +353,11 @@ impl Snapshot {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let searcher = &self.searcher;
-        let top = searcher.search(query, &TopDocs::with_limit(limit).and_offset(offset).order_by_score())?;
-        let mut columns: Vec<Option<Column<u64>>> = vec![None; searcher.segment_readers().len()];
-        let mut out = Vec::with_capacity(top.len());
-        for (score, addr) in top {
-            let col = match &mut columns[addr.segment_ord as usize] {
-                Some(c) => c,
-                slot => slot.insert(ctid_column(searcher.segment_reader(addr.segment_ord))?),
-            };
-            if let Some(ctid) = col.first(addr.doc_id) {
-                out.push((score, ctid));
-            }
-        }
-        Ok(out)
+        let top = self.searcher.search(query, &TopDocs::with_limit(limit).and_offset(offset).order_by_score())?;
+        Ok(top
+            .into_iter()
+            .filter_map(|(score, addr)| self.ctid_column(addr.segment_ord).first(addr.doc_id).map(|c| (score, c)))
+            .collect())
     }
 
     /// Tuple ids of every live document in the index (for `hybrid.verify`).
@@ -274,13 +366,10 @@ impl Snapshot {
     }
 }
 
-fn ctid_column(reader: &SegmentReader) -> Result<Column<u64>> {
-    Ok(reader.fast_fields().u64(CTID_FIELD)?)
-}
-
 /// Collects (score, ctid) of every live match.
 struct CtidCollector {
     scored: bool,
+    ctids: Arc<Vec<Column<u64>>>,
 }
 
 struct CtidSegmentCollector {
@@ -292,8 +381,8 @@ impl Collector for CtidCollector {
     type Fruit = Vec<Vec<(Score, u64)>>;
     type Child = CtidSegmentCollector;
 
-    fn for_segment(&self, _ord: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<Self::Child> {
-        Ok(CtidSegmentCollector { column: reader.fast_fields().u64(CTID_FIELD)?, out: Vec::new() })
+    fn for_segment(&self, ord: SegmentOrdinal, _reader: &SegmentReader) -> tantivy::Result<Self::Child> {
+        Ok(CtidSegmentCollector { column: self.ctids[ord as usize].clone(), out: Vec::new() })
     }
 
     fn requires_scoring(&self) -> bool {

@@ -25,7 +25,6 @@ use tantivy::{DocId, SegmentReader};
 
 use crate::config::IndexConfig;
 use crate::error::{Error, Result};
-use crate::schema::CTID_FIELD;
 use crate::text::reader::Snapshot;
 use crate::vector::search::{exact, exact_docs, prepare_query, search_graph, VisitedSet};
 use crate::vector::segment::VectorSegment;
@@ -249,7 +248,7 @@ impl Snapshot {
                 s if s == strategy => s,
                 _ => KnnStrategy::Mixed,
             };
-            let ctids = reader.fast_fields().u64(CTID_FIELD)?;
+            let ctids = self.ctid_column(ord as u32);
             all.extend(hits.into_iter().filter_map(|(d, doc)| ctids.first(doc).map(|c| (d, c))));
         }
         all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
