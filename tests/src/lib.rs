@@ -1181,6 +1181,16 @@ pub fn relfilenode(c: &mut Client, rel: &str) -> u32 {
 }
 
 /// Polls `f` until it returns true or `timeout` passes; returns the last result.
+/// The most segments an index of `docs` live documents can have once the tiered merge policy
+/// (`MergePolicy` of the engine: tiers by powers of 8 of live documents) has nothing left to
+/// merge: each tier holds fewer than `merge_factor` segments (a tier that reaches it is merged),
+/// and a segment of n documents is in tier floor(log8 n), so the tiers are 0 ..= floor(log8
+/// docs). For 4,096 to 32,767 documents and a merge factor of 8: 5 tiers of at most 7, 35.
+pub fn settled_segment_bound(docs: i64, merge_factor: usize) -> usize {
+    let tiers = ((docs.max(1) as f64).ln() / 8f64.ln()).floor() as usize + 1;
+    (merge_factor - 1) * tiers
+}
+
 pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {

@@ -89,9 +89,28 @@ fn eight_sessions_of_single_row_inserts_are_all_searchable() {
     }
     let v = assert_verify_ok(&mut c, "docs_search");
     assert_eq!(v.visible_rows, total);
-    let info = index_info(&mut c, "docs_search");
-    let max_seen = max_segments.load(Ordering::SeqCst).max(info.segments);
-    assert!(max_seen < 100, "segments not kept down by merging: {max_seen} seen ({info:?})");
+    // Merging keeps up with the stream: how far it falls behind at a moment depends on the
+    // disk (one slow fsync lets a few hundred commits pile up), so that is only reported; once
+    // the commits stop, the committers' merges and the worker's next round bring the index
+    // down to what the tiered policy leaves.
+    let bound = settled_segment_bound(total, 8);
+    let mut info = index_info(&mut c, "docs_search");
+    let settled = wait_until(Duration::from_secs(60), || {
+        info = index_info(&mut c, "docs_search");
+        info.segments as usize <= bound
+    });
+    assert!(
+        settled,
+        "segments not kept down by merging: {} a minute after the last commit, more than the policy's {bound} \
+         ({} at most while writing; {info:?})",
+        info.segments,
+        max_segments.load(Ordering::SeqCst)
+    );
+    assert!(
+        (max_segments.load(Ordering::SeqCst) as i64) < total / 4,
+        "merging fell far behind the commits: {} segments seen for {total} rows",
+        max_segments.load(Ordering::SeqCst)
+    );
     assert_eq!(info.documents, total);
     cluster.assert_no_backend_crash();
 }
