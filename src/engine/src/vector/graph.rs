@@ -1,23 +1,19 @@
-//! Building the HNSW graph of one field of one segment with hnsw_rs, and flattening it into the
-//! fixed-width layout of the `.hvec` file (see `segment`).
+//! Building the HNSW graph of one field of one segment, in the fixed-width layout of the
+//! `.hvec` file (see `segment`), and the checks around it.
 //!
-//! hnsw_rs's graph is a web of `Arc`s private to the building process; only its adjacency lists
-//! are kept. Searches run on the flattened copy (`search`), so hnsw_rs's own search and its
-//! in-memory structures never reach a backend that only reads.
+//! The construction itself is in `hnsw` (hnswlib's algorithm, written for this layout). It
+//! replaced hnsw_rs, which we used to build with and flatten afterwards (see `hnsw` for why
+//! and by how much; `examples/vector_build.rs` measures both).
 //!
-//! hnsw_rs is called defensively, because its failure modes are process-wide: it calls
-//! `process::exit` for more than 256 connections, panics on a NaN distance (its heaps order with
-//! `partial_cmp().unwrap()`), and asserts that distances are never negative. So: `m` is checked,
-//! every value is checked finite, the distances handed to it are ours and clamped to `[0, MAX]`
-//! (a rounding error can make `1 - dot` of two unit vectors -1e-7), and the whole build runs
-//! under `catch_unwind` so that a bug there is an error, not a crash.
+//! The build runs under `catch_unwind`, so that a bug there is an error, not a crash of the
+//! backend; every value is checked finite first, and the inputs scaled so that no distance
+//! overflows.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use hnsw_rs::prelude::{Distance, Hnsw};
-
 use crate::error::{Error, Result};
 use crate::vector::distance::{self, Metric};
+use crate::vector::hnsw;
 use crate::vector::segment::NO_NEIGHBOUR;
 
 /// A graph in the file's layout (see `segment`). Node `i` is the `i`-th document having a vector.
@@ -87,48 +83,20 @@ pub struct BuildOptions {
     pub threads: usize,
 }
 
-/// Largest `m` given to hnsw_rs: it exits the process above 256, and stores the connection
-/// count as a `u8` in places.
+/// Largest `m` accepted (the layout stores levels as `u8`; options are capped lower, at
+/// `config::MAX_M`).
 pub const HNSW_MAX_M: usize = 255;
 
-/// Squared Euclidean distance: orders exactly like the Euclidean distance, and hnsw_rs only
-/// ever compares distances (its neighbour heuristic compares two distances of the same kind),
-/// so the square root is not needed.
-struct BuildL2;
-
-/// `1 - dot`: the cosine distance of unit vectors; for inner product, of vectors scaled into
-/// the unit ball (see [`build_graph`]).
-struct BuildDot;
-
-/// Keeps hnsw_rs's invariants: never negative, never NaN (which could only come from values
-/// overflowing, already excluded; mapped to "far").
-#[inline]
-fn sanitize(d: f32) -> f32 {
-    if d > 0.0 {
-        d
-    } else if d.is_nan() {
-        f32::MAX
-    } else {
-        0.0
-    }
+/// The build distance of a metric (see [`build_graph`]).
+#[derive(Clone, Copy)]
+enum BuildDistance {
+    /// Squared Euclidean distance: orders exactly like the Euclidean distance, and the build
+    /// only ever compares distances, so the square root is not needed.
+    L2,
+    /// `1 - dot`: the cosine distance of unit vectors; for inner product, of vectors scaled
+    /// into the unit ball.
+    Dot,
 }
-
-impl Distance<f32> for BuildL2 {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        sanitize(distance::l2sq(a, b))
-    }
-}
-
-impl Distance<f32> for BuildDot {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        sanitize(1.0 - distance::dot(a, b))
-    }
-}
-
-/// Number of points inserted one by one before the parallel insertion: hnsw_rs gives no
-/// neighbours to points inserted concurrently while its entry point is still unset, and a
-/// graph seeded serially is better connected.
-const SERIAL_SEED: usize = 256;
 
 /// Builds the graph of `docs` (strictly increasing doc ids) whose vectors are `vectors`
 /// (`docs.len() x dims`, in the stored form: unit-normalised under cosine).
@@ -137,7 +105,8 @@ const SERIAL_SEED: usize = 256;
 /// - L2: squared Euclidean distance.
 /// - cosine: `1 - dot` on the stored unit vectors.
 /// - inner product is not a metric (a point need not be its own nearest neighbour) and `-x·y`
-///   is negative, which hnsw_rs does not allow. Two graphs are built and their layer-0 lists
+///   is negative (hnsw_rs, which built graphs before, refused that; the scaled form below
+///   orders every comparison of the build the same way). Two graphs are built and their layer-0 lists
 ///   interleaved (`m` entries from each, so the layout is unchanged):
 ///   - an inner-product graph, as hnswlib's "ip" space and ip-NSW (Morozov & Babenko, NeurIPS
 ///     2018): with `M` the largest norm in the segment, the build distance of `x` and `y` is
@@ -180,7 +149,7 @@ pub fn build_graph(opts: &BuildOptions, dims: usize, docs: &[u32], vectors: &[f3
     }
     let ef_construction = opts.ef_construction.max(opts.m);
 
-    // The build copy (hnsw_rs copies every point anyway).
+    // The build copy.
     let data: Vec<f32> = match opts.metric {
         Metric::Cosine => vectors.to_vec(),
         Metric::L2 | Metric::InnerProduct => {
@@ -195,16 +164,16 @@ pub fn build_graph(opts: &BuildOptions, dims: usize, docs: &[u32], vectors: &[f3
     };
 
     let built = catch_unwind(AssertUnwindSafe(|| match opts.metric {
-        Metric::Cosine => run_hnsw(BuildDot, opts, ef_construction, dims, &data),
-        Metric::L2 => run_hnsw(BuildL2, opts, ef_construction, dims, &data),
+        Metric::Cosine => run_build(BuildDistance::Dot, opts, ef_construction, dims, &data),
+        Metric::L2 => run_build(BuildDistance::L2, opts, ef_construction, dims, &data),
         Metric::InnerProduct => {
-            let ip = run_hnsw(BuildDot, opts, ef_construction, dims, &data)?;
+            let ip = run_build(BuildDistance::Dot, opts, ef_construction, dims, &data)?;
             // Unit vectors for the angular graph (a zero vector stays zero: distance 1 to all).
             let unit: Vec<f32> = vectors
                 .chunks_exact(dims)
                 .flat_map(|v| crate::vector::search::normalized(v).unwrap_or_else(|| vec![0.0; dims]))
                 .collect();
-            let angular = run_hnsw(BuildDot, opts, ef_construction, dims, &unit)?;
+            let angular = run_build(BuildDistance::Dot, opts, ef_construction, dims, &unit)?;
             Ok(interleave(angular, &ip, n, 2 * opts.m))
         }
     }));
@@ -219,49 +188,46 @@ pub fn build_graph(opts: &BuildOptions, dims: usize, docs: &[u32], vectors: &[f3
             return Err(Error::Tantivy(format!("building the HNSW graph failed: {what}")));
         }
     };
+    // The neighbour heuristic can leave a node that no list names (and, for inner product,
+    // interleaving drops the tail of lists): link every node in before anyone searches.
+    repair_reachability(&mut graph.layer0, n, 2 * opts.m, graph.entry);
     graph.node_doc = docs.to_vec();
     Ok(graph)
 }
 
-fn run_hnsw<D: Distance<f32> + Send + Sync>(
-    dist: D,
-    opts: &BuildOptions,
-    ef_construction: usize,
-    dims: usize,
-    data: &[f32],
-) -> Result<FlatGraph> {
-    // Everything runs on a pool of our own, dropped at the end: hnsw_rs inserts with rayon's
-    // `par_iter` and also frees its graph with `into_par_iter`, which outside `install` would
-    // start rayon's global pool and leave its threads running in the backend for good. The
-    // pool's threads only compute distances and never call Postgres.
+fn run_build(kind: BuildDistance, opts: &BuildOptions, ef_construction: usize, dims: usize, data: &[f32]) -> Result<FlatGraph> {
+    // The kernels picked for this CPU, called through one pointer (not `distance::dot`, which
+    // looks them up on every call).
+    let graph = |pool: Option<&rayon::ThreadPool>| -> FlatGraph {
+        let parallel = pool.is_some();
+        let run = || match kind {
+            BuildDistance::L2 => {
+                let l2sq = distance::l2sq_kernel();
+                hnsw::build(data, dims, opts.m, ef_construction, move |a: &[f32], b: &[f32]| l2sq(a, b), parallel)
+            }
+            BuildDistance::Dot => {
+                let dot = distance::dot_kernel();
+                hnsw::build(data, dims, opts.m, ef_construction, move |a: &[f32], b: &[f32]| 1.0 - dot(a, b), parallel)
+            }
+        };
+        match pool {
+            Some(p) => p.install(run),
+            None => run(),
+        }
+    };
+    if opts.threads <= 1 {
+        return Ok(graph(None));
+    }
+    // A pool of our own, dropped at the end: outside `install`, rayon would start its global
+    // pool and leave its threads running in the backend for good. Its threads only compute
+    // distances and never call Postgres.
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.threads.max(1))
+        .num_threads(opts.threads)
         .thread_name(|i| format!("hybrid-hnsw-{i}"))
         .start_handler(|_| block_signals())
         .build()
         .map_err(|e| Error::Tantivy(format!("could not start graph building threads: {e}")))?;
-    pool.install(|| {
-        let n = data.len() / dims;
-        let m = opts.m;
-        // 16 layers is hnsw_rs's maximum; with m >= 2 the probability of needing more is nil.
-        let hnsw: Hnsw<f32, D> = Hnsw::new(m, n, 16, ef_construction, dist);
-        let points: Vec<(&[f32], usize)> = data.chunks_exact(dims).enumerate().map(|(i, v)| (v, i)).collect();
-        let seed = n.min(SERIAL_SEED);
-        for p in &points[..seed] {
-            hnsw.insert_slice(*p);
-        }
-        let rest = points[seed..].to_vec();
-        if opts.threads > 1 {
-            hnsw.parallel_insert_slice(&rest);
-        } else {
-            for p in &rest {
-                hnsw.insert_slice(*p);
-            }
-        }
-        let flat = flatten(&hnsw, n, m);
-        drop(hnsw);
-        flat
-    })
+    Ok(graph(Some(&pool)))
 }
 
 /// Blocks every signal in the calling thread, so that the signals Postgres sends a backend
@@ -295,81 +261,7 @@ fn interleave(mut angular: FlatGraph, ip: &FlatGraph, n: usize, width: usize) ->
         out.fill(NO_NEIGHBOUR);
         out[..merged.len()].copy_from_slice(&merged);
     }
-    // Dropping the tail of lists may have cut a node off.
-    repair_reachability(&mut angular.layer0, n, width, angular.entry);
     angular
-}
-
-/// Copies hnsw_rs's adjacency lists into the fixed-width layout.
-fn flatten<D: Distance<f32> + Send + Sync>(hnsw: &Hnsw<f32, D>, n: usize, m: usize) -> Result<FlatGraph> {
-    let pi = hnsw.get_point_indexation();
-    if pi.get_nb_point() != n {
-        return Err(Error::Tantivy(format!("HNSW build holds {} points, expected {n}", pi.get_nb_point())));
-    }
-    let max_level = u32::from(hnsw.get_max_level_observed());
-    let mut levels = vec![u8::MAX; n];
-    let mut lists: Vec<Vec<Vec<u32>>> = vec![Vec::new(); n];
-    for point in pi {
-        let id = point.get_origin_id();
-        let level = point.get_point_id().0;
-        if id >= n || levels[id] != u8::MAX {
-            return Err(Error::Tantivy(format!("HNSW build returned a bad point id {id}")));
-        }
-        levels[id] = level;
-        // hnsw_rs also records projections of layers above a point's own level; only the
-        // point's own layers 0..=level are part of the graph.
-        let hood = point.get_neighborhood_id();
-        lists[id] = hood.into_iter().take(usize::from(level) + 1).map(|l| l.into_iter().map(|nb| nb.get_origin_id() as u32).collect()).collect();
-    }
-    if levels.contains(&u8::MAX) {
-        return Err(Error::Tantivy("HNSW build lost points".into()));
-    }
-    // Any node of the top layer can start a search; hnsw_rs's entry point is one of them.
-    let entry = levels
-        .iter()
-        .position(|l| u32::from(*l) == max_level)
-        .ok_or_else(|| Error::Tantivy("HNSW build has no entry point".into()))? as u32;
-    let mut layer0 = vec![NO_NEIGHBOUR; n * 2 * m];
-    let mut upper_start = vec![NO_NEIGHBOUR; n];
-    let mut upper = Vec::new();
-    let mut seen: Vec<u32> = Vec::with_capacity(2 * m);
-    for (id, node_lists) in lists.into_iter().enumerate() {
-        let level = levels[id];
-        for (l, list) in node_lists.into_iter().enumerate() {
-            let width = if l == 0 { 2 * m } else { m };
-            seen.clear();
-            for nb in list {
-                // Drop self-loops, duplicates and links to nodes that do not reach this layer.
-                if nb as usize >= n || nb as usize == id || usize::from(levels[nb as usize]) < l || seen.contains(&nb) {
-                    continue;
-                }
-                seen.push(nb);
-                if seen.len() == width {
-                    break;
-                }
-            }
-            if l == 0 {
-                layer0[id * 2 * m..id * 2 * m + seen.len()].copy_from_slice(&seen);
-            } else {
-                if l == 1 {
-                    upper_start[id] = (upper.len() / m) as u32;
-                }
-                let start = upper.len();
-                upper.resize(start + m, NO_NEIGHBOUR);
-                upper[start..start + seen.len()].copy_from_slice(&seen);
-            }
-        }
-        // A node always has all its lists, even if hnsw_rs gave it fewer.
-        let have = if level > 0 && upper_start[id] != NO_NEIGHBOUR { upper.len() / m - upper_start[id] as usize } else { 0 };
-        if level > 0 && upper_start[id] == NO_NEIGHBOUR {
-            upper_start[id] = (upper.len() / m) as u32;
-        }
-        for _ in have..usize::from(level) {
-            upper.resize(upper.len() + m, NO_NEIGHBOUR);
-        }
-    }
-    repair_reachability(&mut layer0, n, 2 * m, entry);
-    Ok(FlatGraph { m: m as u32, max_level, entry, node_doc: Vec::new(), levels, upper_start, layer0, upper })
 }
 
 /// Marks everything reachable on layer 0 from `from` (adding to `reach`), counting in
@@ -400,8 +292,8 @@ const REPAIR_ROUNDS: usize = 8;
 
 /// Makes every node reachable from the entry point on layer 0.
 ///
-/// hnsw_rs's pruning can leave nodes that no list names: rare with L2 and cosine, common with
-/// inner product, where a vector of small norm is nobody's best neighbour. Such a vector is
+/// The neighbour heuristic can leave nodes that no list names: rare with L2 and cosine (3 of
+/// 3,000 random 8-d points in the unit tests), common with inner product, where a vector of small norm is nobody's best neighbour. Such a vector is
 /// seldom a top result without a filter, but with one it can be the nearest accepted document,
 /// and a walk could never reach it. Each such node is linked from the nearest node of its own
 /// list that is reachable, into a free slot or in place of an entry whose node has another
@@ -480,7 +372,7 @@ mod tests {
     }
 
     #[test]
-    fn refuses_what_hnsw_rs_would_crash_on() {
+    fn refuses_bad_parameters_and_values() {
         let docs: Vec<u32> = (0..10).collect();
         let mut v = data(10, 4);
         let o = BuildOptions { metric: Metric::L2, m: 300, ef_construction: 64, threads: 1 };

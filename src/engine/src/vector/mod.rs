@@ -12,6 +12,7 @@
 
 pub mod distance;
 pub mod graph;
+mod hnsw;
 pub mod knn;
 pub mod plugin;
 pub mod search;

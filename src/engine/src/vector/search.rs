@@ -25,9 +25,9 @@ use crate::vector::segment::{FieldView, NO_NEIGHBOUR};
 /// A distance ordered totally (NaN, which only damaged data can produce, sorts last), then by
 /// id, so heaps never panic and ties break deterministically.
 #[derive(Debug, Clone, Copy)]
-struct Scored {
-    d: f32,
-    id: u32,
+pub(crate) struct Scored {
+    pub(crate) d: f32,
+    pub(crate) id: u32,
 }
 
 impl PartialEq for Scored {
