@@ -29,7 +29,7 @@ if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; this machine kind ships Rust with rustup (expected in ~/.cargo/bin)" >&2
   exit 1
 fi
-if ! cargo pgrx --version 2>/dev/null | grep -q "0.18.0"; then
+if ! cargo pgrx --version 2>/dev/null | grep "0.18.0" >/dev/null; then
   echo "setup: installing cargo-pgrx 0.18.0 (a few minutes)"
   cargo install cargo-pgrx --version 0.18.0 --locked --quiet
 fi
@@ -40,7 +40,8 @@ fi
 if ! id "$RUN_USER" >/dev/null 2>&1; then
   useradd -m "$RUN_USER"
 fi
-if ! "$MOTO_VENV/bin/pip" show moto 2>/dev/null | grep -qx "Version: $MOTO_VERSION"; then
+# grep without -q: it would exit at the first match and pip, killed by SIGPIPE, fail the pipe.
+if ! "$MOTO_VENV/bin/pip" show moto 2>/dev/null | grep -x "Version: $MOTO_VERSION" >/dev/null; then
   echo "setup: installing moto[server] $MOTO_VERSION into $MOTO_VENV"
   python3 -m venv "$MOTO_VENV"
   "$MOTO_VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
