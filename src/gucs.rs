@@ -46,7 +46,7 @@ pub fn string(setting: &GucSetting<Option<CString>>) -> Option<String> {
 }
 
 /// Candidate list size of a nearest-neighbour search (higher: better recall, slower).
-pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(100);
+pub static EF_SEARCH: GucSetting<i32> = GucSetting::<i32>::new(150);
 /// A filtered nearest-neighbour search scores the matching rows exactly (rather than walking
 /// the graph) when a segment has at most this many of them.
 pub static EXACT_SEARCH_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(20_000);
