@@ -369,3 +369,28 @@ pub fn copy_tree(from: &Path, to: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Holds a lock on `docs` that keeps restores (which lock the table against writers) waiting,
+/// in an open transaction of its own session; searches are not blocked by it.
+pub fn hold_table(cluster: &TestCluster) -> Client {
+    let mut l = cluster.connect();
+    l.batch_execute("BEGIN; LOCK TABLE docs IN ROW EXCLUSIVE MODE").unwrap();
+    l
+}
+
+/// Waits until a pg_hybrid database worker waits for a lock (it diagnosed the index and is
+/// about to restore it).
+pub fn wait_worker_waiting_for_lock(cluster: &TestCluster, when: &str) {
+    let mut c = cluster.connect();
+    let ok = wait_until(Duration::from_secs(30), || {
+        count(
+            &mut c,
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'pg_hybrid worker' AND wait_event_type = 'Lock'",
+        ) > 0
+    });
+    assert!(
+        ok,
+        "{when}: no pg_hybrid worker came to restore the index (none waits for the table lock)\n{}",
+        cluster.log_tail(30)
+    );
+}
