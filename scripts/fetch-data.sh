@@ -40,6 +40,11 @@ done
 log() { echo "fetch-data: $*" >&2; }
 work="$dir/.work"
 
+# One fetch at a time per DIR: tests running in parallel may all find a part missing, and a
+# second fetch would delete the first one's half-built virtualenv or download under it.
+exec 9>"$dir/.fetch.lock"
+flock 9
+
 # apt with its own lists and cache; the machine's sources (and so its mirror) are kept.
 apt_updated=0
 private_apt() {
