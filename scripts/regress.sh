@@ -50,7 +50,11 @@ scripts/cluster.sh start "$tmp/data" "$port" >/dev/null
   -c "ALTER DATABASE hybrid_regress SET lc_numeric TO 'C'" \
   -c "ALTER DATABASE hybrid_regress SET lc_time TO 'C'" \
   -c "ALTER DATABASE hybrid_regress SET bytea_output TO 'hex'" \
-  -c "ALTER DATABASE hybrid_regress SET timezone_abbreviations TO 'Default'"
+  -c "ALTER DATABASE hybrid_regress SET timezone_abbreviations TO 'Default'" \
+  -c "ALTER SYSTEM SET hybrid.snapshot_interval = 0" \
+  -c "SELECT pg_reload_conf()" >/dev/null
+# (The workers take no snapshots here: the golden files show only the snapshots they ask for.
+# Workers are tested by tests/tests/workers.rs and snapshots.rs.)
 
 mkdir -p "$out"
 rm -rf "$out/results" "$out/regression.out" "$out/regression.diffs"

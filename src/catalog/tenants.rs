@@ -240,7 +240,7 @@ pub fn check_growth(growth: &Growth, index_limit: Option<i64>) {
         if let Some(dir) = index_folder(growth.index_oid) {
             let (docs, _) = usage_of(&dir);
             if docs + growth.docs > max {
-                index_exceeded(max, docs, growth.docs);
+                index_exceeded(growth.index_oid, &tenant, max, docs, growth.docs);
             }
         }
     }
@@ -261,10 +261,20 @@ pub fn check_growth(growth: &Growth, index_limit: Option<i64>) {
     }
 }
 
-fn index_exceeded(max: i64, docs: i64, adding: i64) -> ! {
+fn index_exceeded(index: pg_sys::Oid, tenant: &str, max: i64, docs: i64, adding: i64) -> ! {
+    // SAFETY: a syscache lookup; NULL for an unknown oid.
+    let name = unsafe { pg_sys::get_rel_name(index) };
+    let name = if name.is_null() {
+        format!("with oid {}", index.to_u32())
+    } else {
+        // SAFETY: a palloc'd C string from get_rel_name.
+        format!("\"{}\"", unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy())
+    };
     raise_with(
         PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
-        format!("index would exceed its max_documents of {max} ({docs} indexed, {adding} more asked)"),
+        format!(
+            "index {name} of tenant \"{tenant}\" would exceed its max_documents of {max} ({docs} indexed, {adding} more asked)"
+        ),
         Some("raise it with ALTER INDEX ... SET (max_documents = ...), or delete rows and VACUUM".into()),
     )
 }
@@ -275,7 +285,7 @@ pub fn check_built(tenant: &str, dir: &std::path::Path, index: pg_sys::Oid, inde
     let (docs, bytes) = usage_of(dir);
     if let Some(max) = index_limit {
         if docs > max {
-            index_exceeded(max, 0, docs);
+            index_exceeded(index, tenant, max, 0, docs);
         }
     }
     if !installed() {
