@@ -1,6 +1,7 @@
 //! `pg_hybrid_bench all` (what `make bench` runs): every workload of the project's targets in
-//! one run — full text on the ~350k-document corpus, vectors on GloVe-50 — then one table of
-//! every target with what this run measured, and one JSON file with everything.
+//! one run — full text on the ~350k-document corpus, vectors on GloVe-50, snapshots of the
+//! Debian descriptions to a local folder and to S3 (moto_server on loopback) — then one table
+//! of every target with what this run measured, and one JSON file with everything.
 //!
 //! The data comes from the project's own `scripts/fetch-data.sh` (parts already fetched are
 //! skipped); the full-text tables and indexes are kept in the benchmark cluster between runs.
@@ -10,7 +11,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::{cluster, fulltext, vectors};
+use crate::{cluster, fulltext, snapshots, vectors};
 
 /// One target of either suite, as the combined table shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -29,6 +30,7 @@ pub struct Report {
     pub targets: Vec<Row>,
     pub fulltext: fulltext::Report,
     pub vectors: vectors::Report,
+    pub snapshots: Vec<snapshots::Report>,
 }
 
 fn fetch(data: &Path, parts: &[&str]) {
@@ -39,7 +41,7 @@ fn fetch(data: &Path, parts: &[&str]) {
 
 pub fn run(args: &[String], data: &Path) {
     let started = Instant::now();
-    fetch(data, &["large", "glove50"]);
+    fetch(data, &["large", "glove50"]);  // large includes debian
 
     // Full text: the large corpus unless told otherwise.
     let mut ft_args = args.to_vec();
@@ -53,6 +55,18 @@ pub fn run(args: &[String], data: &Path) {
     let v = vectors::run(&vectors::Options::from_args(args));
     vectors::print(&v);
 
+    // Snapshots: throughput and what a snapshot after a 1% update sends, on the Debian
+    // descriptions (the corpus the snapshot issue names).
+    let debian = fulltext::load_corpus(data, "debian");
+    let snaps: Vec<snapshots::Report> = ["file", "s3"]
+        .iter()
+        .map(|store| {
+            let r = snapshots::run_on("debian", &debian, store);
+            snapshots::print(&r);
+            r
+        })
+        .collect();
+
     let mut targets: Vec<Row> = ft
         .targets
         .iter()
@@ -65,7 +79,7 @@ pub fn run(args: &[String], data: &Path) {
         measured: t.value.clone(),
         holds: t.ok,
     }));
-    let report = Report { date: cluster::today(), total_s: started.elapsed().as_secs_f64(), targets, fulltext: ft, vectors: v };
+    let report = Report { date: cluster::today(), total_s: started.elapsed().as_secs_f64(), targets, fulltext: ft, vectors: v, snapshots: snaps };
 
     println!("\n### Targets ({}, one run of `make bench`, {:.0} min)\n", report.date, report.total_s / 60.0);
     println!("| suite | target | measured | holds |");

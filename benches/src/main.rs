@@ -4,7 +4,7 @@
 //! pg_hybrid_bench all [--data DIR] [--fresh] [--json FILE]        (`make bench`: both suites, one table of targets)
 //! pg_hybrid_bench fulltext [--corpus debian|large] [--data DIR] [--fresh] [--queries N] [--repeats N]
 //!                          [--clients N] [--duration S] [--pgbench-seconds N] [--dir DIR] [--port N] [--json FILE]
-//! pg_hybrid_bench snapshots [--corpus debian|large] [--data DIR] [--store file] [--json FILE]
+//! pg_hybrid_bench snapshots [--corpus debian|large] [--data DIR] [--store file|s3] [--json FILE]
 //! pg_hybrid_bench vectors [--data DIR] [--stride N] [--queries N] [--exact-queries N] [--clients N]
 //!                         [--ef 10,20,...] [--perf DIR] [--json FILE]
 //! ```
@@ -35,14 +35,7 @@ fn main() {
             let corpus = arg(&args, "--corpus").unwrap_or_else(|| "debian".into());
             let docs = fulltext::load_corpus(&data, &corpus);
             let store = arg(&args, "--store").unwrap_or_else(|| "file".into());
-            let (label, settings) = match store.as_str() {
-                "file" => ("file:// (local disk)".to_string(), Vec::new()),
-                other => {
-                    eprintln!("unknown --store {other}: file");
-                    std::process::exit(2);
-                }
-            };
-            let report = snapshots::run(&corpus, &docs, &label, &settings);
+            let report = snapshots::run_on(&corpus, &docs, &store);
             snapshots::print(&report);
             if let Some(path) = arg(&args, "--json") {
                 std::fs::write(&path, serde_json::to_string_pretty(&report).expect("json")).expect("write json");

@@ -52,6 +52,22 @@ fn snapshot(c: &mut Client) -> Snap {
     Snap { generation, files: row.get(0), bytes_total: row.get(1), files_uploaded: row.get(2), bytes_uploaded: row.get(3), seconds }
 }
 
+/// Runs the snapshot benchmark against the store kind `store`: `file` (a folder on the local
+/// disk, the default store) or `s3` (moto_server started on loopback, the S3 API over HTTP).
+pub fn run_on(corpus: &str, docs: &[Doc], store: &str) -> Report {
+    match store {
+        "file" => run(corpus, docs, "file:// (local disk)", &[]),
+        "s3" => {
+            let moto = pg_hybrid_tests::s3::MotoServer::start("bench-snapshots");
+            run(corpus, docs, "s3:// (moto_server on loopback)", &moto.settings("bench"))
+        }
+        other => {
+            eprintln!("unknown --store {other}: file or s3");
+            std::process::exit(2);
+        }
+    }
+}
+
 /// Runs the snapshot benchmark with the store at `url` (extra settings: how to reach it).
 pub fn run(corpus: &str, docs: &[Doc], store: &str, settings: &[String]) -> Report {
     let mut conf: Vec<&str> = vec![
