@@ -59,9 +59,7 @@ unsafe extern "C-unwind" fn object_access(
         if let Some(dir) = hybrid_index_folder(object_id) {
             xact::remove_on_commit(dir);
             let table = pg_sys::IndexGetRelation(object_id, true);
-            let name = pg_sys::get_rel_name(object_id);
-            let name = if name.is_null() { String::new() } else { std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned() };
-            xact::forget_on_commit(object_id, table, name);
+            xact::forget_on_commit(object_id, table, crate::catalog::rel_name(object_id).unwrap_or_default());
         }
     } else if class_id == pg_sys::DatabaseRelationId {
         xact::remove_on_commit(sidecar::database_dir(object_id));

@@ -158,8 +158,7 @@ unsafe fn concurrent_copy_of(heap: pg_sys::Relation, index: pg_sys::Relation) ->
         if !same_am {
             return false;
         }
-        let n = pg_sys::get_rel_name(other);
-        !n.is_null() && std::ffi::CStr::from_ptr(n).to_string_lossy().starts_with(&base)
+        catalog::rel_name(other).is_some_and(|n| n.starts_with(&base))
     });
     found
 }

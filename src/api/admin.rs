@@ -32,9 +32,7 @@ pub(crate) mod hybrid {
     fn require_table_select(index: &PgRelation) {
         // SAFETY: rd_index of an open index relation.
         let table = unsafe { (*index.rd_index).indrelid };
-        // SAFETY: catalog lookup of a relation name by OID.
-        let name = unsafe { std::ffi::CStr::from_ptr(pg_sys::get_rel_name(table)).to_string_lossy().into_owned() };
-        require_select(table, &name);
+        require_select(table, &crate::catalog::rel_name(table).unwrap_or_default());
     }
 
     /// The effective configuration of a hybrid index (key field, text and vector fields), for

@@ -6,6 +6,14 @@ pub mod tenants;
 
 use pgrx::prelude::*;
 
+/// The name of relation `oid`, or `None` if there is no such relation.
+pub fn rel_name(oid: pg_sys::Oid) -> Option<String> {
+    // SAFETY: a syscache lookup returning a palloc'd C string, or NULL for an unknown oid.
+    let name = unsafe { pg_sys::get_rel_name(oid) };
+    // SAFETY: non-NULL results of get_rel_name are NUL-terminated strings.
+    (!name.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy().into_owned())
+}
+
 /// Runs `f` as the owner of the extension, so that internal catalog maintenance works whatever
 /// the privileges of the user whose statement triggered it (any table owner may create an index;
 /// only the extension owner may write `hybrid.indexes`). Postgres restores the user on error.

@@ -262,14 +262,7 @@ pub fn check_growth(growth: &Growth, index_limit: Option<i64>) {
 }
 
 fn index_exceeded(index: pg_sys::Oid, tenant: &str, max: i64, docs: i64, adding: i64) -> ! {
-    // SAFETY: a syscache lookup; NULL for an unknown oid.
-    let name = unsafe { pg_sys::get_rel_name(index) };
-    let name = if name.is_null() {
-        format!("with oid {}", index.to_u32())
-    } else {
-        // SAFETY: a palloc'd C string from get_rel_name.
-        format!("\"{}\"", unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy())
-    };
+    let name = super::rel_name(index).map_or_else(|| format!("with oid {}", index.to_u32()), |n| format!("\"{n}\""));
     raise_with(
         PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
         format!(
