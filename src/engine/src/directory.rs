@@ -9,6 +9,8 @@
 //!   memory. A staging index that only writes one segment reads the live manifest through it
 //!   without copying it to disk.
 //! - Atomic writes are durable: the file and its folder are fsync'd before returning.
+//! - Segments that exist only in this process's memory (the pending log's rows, see
+//!   `text::pending`) can be laid over the folder: their files are answered from memory.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use parking_lot::RwLock;
 
 use tantivy::directory::error::{DeleteError, LockError, OpenDirectoryError, OpenReadError, OpenWriteError};
 use tantivy::directory::{
-    DirectoryLock, FileHandle, Lock, MmapDirectory, WatchCallback, WatchHandle, WritePtr,
+    DirectoryLock, FileHandle, Lock, MmapDirectory, RamDirectory, WatchCallback, WatchHandle, WritePtr,
     META_LOCK,
 };
 use tantivy::Directory;
@@ -36,6 +38,8 @@ pub struct SidecarDirectory {
     root: PathBuf,
     /// Shared by clones, so a reader can swap in the manifest it just read and reload.
     manifest_override: Arc<RwLock<Option<Arc<Vec<u8>>>>>,
+    /// In-memory segments by file-name prefix (shared by clones).
+    overlay: Arc<RwLock<Vec<(String, RamDirectory)>>>,
 }
 
 impl SidecarDirectory {
@@ -48,7 +52,7 @@ impl SidecarDirectory {
             },
             other => Error::io("open", root, std::io::Error::other(other.to_string())),
         })?;
-        Ok(SidecarDirectory { inner, root: root.to_path_buf(), manifest_override: Arc::default() })
+        Ok(SidecarDirectory { inner, root: root.to_path_buf(), manifest_override: Arc::default(), overlay: Arc::default() })
     }
 
     /// Opens `root` but answers reads of the manifest with `manifest` instead of the file.
@@ -63,9 +67,21 @@ impl SidecarDirectory {
         *self.manifest_override.write() = Some(Arc::new(manifest));
     }
 
+    /// From now on, answer the files of these in-memory segments (by file-name prefix) from
+    /// memory (this and all clones).
+    pub fn set_overlay(&self, segments: Vec<(String, RamDirectory)>) {
+        *self.overlay.write() = segments;
+    }
+
     /// The folder's path.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    fn in_memory(&self, path: &Path) -> Option<RamDirectory> {
+        let name = path.to_str()?;
+        let (stem, _) = name.split_once('.')?;
+        self.overlay.read().iter().find(|(prefix, _)| prefix == stem).map(|(_, d)| d.clone())
     }
 }
 
@@ -75,6 +91,9 @@ fn is(path: &Path, name: &str) -> bool {
 
 impl Directory for SidecarDirectory {
     fn get_file_handle(&self, path: &Path) -> Result<Arc<dyn FileHandle>, OpenReadError> {
+        if let Some(ram) = self.in_memory(path) {
+            return ram.get_file_handle(path);
+        }
         self.inner.get_file_handle(path)
     }
 
@@ -88,6 +107,9 @@ impl Directory for SidecarDirectory {
         }
         if is(path, MANIFEST_FILE) && self.manifest_override.read().is_some() {
             return Ok(true);
+        }
+        if let Some(ram) = self.in_memory(path) {
+            return ram.exists(path);
         }
         self.inner.exists(path)
     }

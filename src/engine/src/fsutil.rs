@@ -183,6 +183,27 @@ mod tests {
 }
 
 
+/// Removes the files of folder `dir` whose names `doomed` picks (one already gone is no error),
+/// then makes the removals durable. Returns how many were removed.
+pub fn remove_files_where(dir: &Path, doomed: impl Fn(&str) -> bool) -> Result<usize> {
+    let mut removed = 0;
+    for entry in fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        if !entry.file_name().to_str().is_some_and(&doomed) {
+            continue;
+        }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove", entry.path(), e)),
+        }
+    }
+    if removed > 0 {
+        fsync_dir(dir)?;
+    }
+    Ok(removed)
+}
+
 /// Puts the complete folder `tmp` at `target`, replacing what is there (moved aside, then
 /// removed). Readers that have files of the old folder open keep them. Returns whether a folder
 /// was replaced. `tmp` and `target` must be in the same parent folder.

@@ -99,6 +99,18 @@ pub struct HybridMeta {
     /// the engine's own tests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub position: Option<Position>,
+    /// The pending log of small commits not yet written as segments (see `text::pending`).
+    /// Absent in manifests written before it existed: log 0 from its start.
+    #[serde(default)]
+    pub log: LogState,
+}
+
+/// Which pending log file is current (`pending.<seq>.log`) and where in it the records not yet
+/// written as segments start. Every record before `from` is in a segment of this manifest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogState {
+    pub seq: u64,
+    pub from: u64,
 }
 
 static POSITION_SOURCE: once_cell::sync::OnceCell<fn() -> Option<Position>> = once_cell::sync::OnceCell::new();
@@ -147,7 +159,7 @@ impl Manifest {
             segments: Vec::new(),
             schema,
             opstamp: 0,
-            hybrid: HybridMeta { format: FORMAT, generation: 0, config, identity, position: None },
+            hybrid: HybridMeta { format: FORMAT, generation: 0, config, identity, position: None, log: LogState::default() },
         }
     }
 
@@ -267,24 +279,7 @@ where
 pub fn collect_garbage(dir: &Path) -> Result<usize> {
     let _lock = FileLock::lock(&dir.join(PUBLISH_LOCK))?;
     let m = Manifest::read(dir)?;
-    let mut removed = 0;
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
-        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if !is_segment_file(name) || m.references(name) {
-            continue;
-        }
-        match std::fs::remove_file(entry.path()) {
-            Ok(()) => removed += 1,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(Error::io("remove", entry.path(), e)),
-        }
-    }
-    if removed > 0 {
-        fsutil::fsync_dir(dir)?;
-    }
-    Ok(removed)
+    fsutil::remove_files_where(dir, |name| is_segment_file(name) && !m.references(name))
 }
 
 /// Segment files are named `<32 hex digits>.<ext>`; everything else in the folder is ours.

@@ -67,6 +67,10 @@ pub fn bulk_delete(
     is_dead: &mut dyn FnMut(u64) -> bool,
     progress: &mut dyn FnMut(u64),
 ) -> Result<DeleteStats> {
+    // Entries still in the pending log must be deletable too: write them as a segment first.
+    // Records appended after this are by transactions still running, whose rows VACUUM did not
+    // find dead.
+    crate::text::pending::drain(dir)?;
     let m = Manifest::read(dir)?;
     let index = open_at(dir, &m)?;
     let opstamp = m.opstamp + 1;
@@ -232,7 +236,9 @@ pub fn merge(dir: &Path, ids: &[SegmentId]) -> Result<bool> {
 }
 
 /// Runs the merges `policy` asks for until none is left. Returns how many merges ran.
+/// The pending log is drained first. The caller holds the maintenance lock.
 pub fn merge_until_settled(dir: &Path, policy: &MergePolicy, mut between: impl FnMut()) -> Result<usize> {
+    crate::text::pending::drain(dir)?;
     let mut done = 0;
     loop {
         let m = Manifest::read(dir)?;
@@ -250,8 +256,13 @@ pub fn merge_until_settled(dir: &Path, policy: &MergePolicy, mut between: impl F
 }
 
 /// Merges everything into one segment (hybrid.force_merge, and VACUUM FULL-like compaction).
+/// The pending log is drained first. The caller holds the maintenance lock.
 pub fn merge_all(dir: &Path) -> Result<bool> {
+    let drained = crate::text::pending::drain(dir)?;
     let m = Manifest::read(dir)?;
+    if drained.docs > 0 && m.segments.len() <= 1 && m.num_deleted() == 0 {
+        return Ok(true);
+    }
     if m.segments.len() <= 1 && m.num_deleted() == 0 {
         return Ok(false);
     }

@@ -6,6 +6,7 @@
 //! live one.
 
 pub mod maintenance;
+pub mod pending;
 pub mod reader;
 pub mod reconcile;
 pub mod snippet;

@@ -4,9 +4,16 @@
 //! bytes live once in the page cache whatever the number of backends (invariant 6); the private
 //! part is the reader's small per-segment bookkeeping.
 //!
-//! Before each scan the caller calls [`TextIndex::refresh`]: one `stat` of the manifest; only
-//! when another process published a new one is it read and the searcher rebuilt. tantivy is
-//! handed exactly the manifest bytes we parsed, so our view and its view never disagree.
+//! Before each scan the caller calls [`TextIndex::refresh`]: one `stat` of the manifest and one
+//! of the pending log; only when another process published a new manifest or appended to the
+//! log is anything read and the searcher rebuilt. tantivy is handed exactly the manifest bytes
+//! we parsed (plus the in-memory segments of the log's rows), so our view and its view never
+//! disagree.
+//!
+//! The pending log's rows (see `text::pending`) are indexed in this process's memory as small
+//! segments laid over the folder, so they are searched by the same searcher, with the same
+//! BM25 statistics, as the segments on disk. Each new stretch of the log becomes one more such
+//! segment; past [`MAX_TAIL_SEGMENTS`] they are rebuilt as one. Drains keep the log short.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -22,10 +29,12 @@ use crate::analyzer::build_analyzer;
 use crate::config::IndexConfig;
 use crate::directory::{SidecarDirectory, MANIFEST_FILE};
 use crate::error::{Error, Result};
-use crate::manifest::Manifest;
+use crate::manifest::{LogState, Manifest, SegmentEntry};
+use crate::text::pending;
 use crate::query::{self, DefaultOperator};
 use crate::schema::{fields_of, Fields, CTID_FIELD};
-use crate::text::writer::open_tantivy;
+use crate::text::writer::{build_in_memory, open_tantivy};
+use tantivy::directory::RamDirectory;
 use crate::vector::knn::VectorCache;
 
 /// Identity of one version of the manifest file (it is replaced by rename, so a new version is a
@@ -71,6 +80,82 @@ fn stamp(path: &Path) -> Result<FileStamp> {
 /// merge published a newer generation and removed them).
 const OPEN_RETRIES: usize = 20;
 
+/// In-memory segments of the pending log kept before they are rebuilt as one.
+const MAX_TAIL_SEGMENTS: usize = 4;
+
+/// The pending log's rows as this process searches them.
+#[derive(Default)]
+struct Tail {
+    /// The log (and its start) the segments were read from.
+    state: LogState,
+    /// Offset just past the last record read.
+    end: u64,
+    /// The log's size when last read (`None`: it did not exist).
+    size: Option<u64>,
+    segments: Vec<(SegmentEntry, RamDirectory)>,
+}
+
+impl Tail {
+    /// Catches up with the log of manifest `m`. Returns whether the segments changed, and
+    /// whether the log file was missing (see `TextIndex::refresh`).
+    fn update(&mut self, dir: &Path, m: &Manifest) -> Result<(bool, bool)> {
+        let state = m.hybrid.log;
+        let mut changed = false;
+        if state != self.state {
+            changed = !self.segments.is_empty();
+            *self = Tail { state, end: state.from, size: None, segments: Vec::new() };
+        }
+        let size = pending::log_size(dir, state)?;
+        if size.is_none() || size == self.size {
+            self.size = size;
+            return Ok((changed, size.is_none()));
+        }
+        let rebuild = self.segments.len() >= MAX_TAIL_SEGMENTS;
+        let start = if rebuild { state.from } else { self.end };
+        let (records, now) = pending::read_from(dir, state, start)?;
+        self.size = Some(now);
+        if records.docs.is_empty() {
+            self.end = records.end;
+            return Ok((changed, false));
+        }
+        let built = build_in_memory(m, &records.docs)?;
+        if rebuild {
+            self.segments.clear();
+        }
+        self.segments.extend(built);
+        self.end = records.end;
+        Ok((true, false))
+    }
+
+    /// `m` with the in-memory segments added, as tantivy should see it.
+    fn manifest_bytes(&self, m: &Manifest, bytes: Vec<u8>) -> Vec<u8> {
+        if self.segments.is_empty() {
+            return bytes;
+        }
+        let mut with = m.clone();
+        with.segments.extend(self.segments.iter().map(|(e, _)| e.clone()));
+        with.to_bytes()
+    }
+
+    fn overlay(&self) -> Vec<(String, RamDirectory)> {
+        self.segments.iter().map(|(e, d)| (e.file_prefix(), d.clone())).collect()
+    }
+
+    /// The manifest tantivy should see: `m` (whose bytes, if at hand, are `bytes`) with the
+    /// in-memory segments added.
+    fn compose(&self, m: &Manifest, bytes: Option<Vec<u8>>) -> Vec<u8> {
+        if self.segments.is_empty() {
+            return bytes.unwrap_or_else(|| m.to_bytes());
+        }
+        self.manifest_bytes(m, Vec::new())
+    }
+
+    /// Rows searched from memory.
+    fn docs(&self) -> u64 {
+        self.segments.iter().map(|(e, _)| u64::from(e.max_doc)).sum()
+    }
+}
+
 /// An open index folder.
 pub struct TextIndex {
     dir: PathBuf,
@@ -90,6 +175,8 @@ pub struct TextIndex {
     ctids: Arc<Vec<Column<u64>>>,
     /// Queries compiled for this folder (see [`CompiledQueries`]).
     compiled: Arc<CompiledQueries>,
+    /// The pending log's rows.
+    tail: Tail,
 }
 
 /// Queries compiled for one folder, by text, default field and default operator: an
@@ -131,7 +218,14 @@ impl TextIndex {
                 .map_err(|e| Error::io("read", dir.join(MANIFEST_FILE), e))?;
             let manifest = Manifest::parse(dir, &bytes)?;
             let config = manifest.hybrid.config.clone();
-            let directory = SidecarDirectory::with_manifest(dir, bytes)?;
+            let mut tail = Tail::default();
+            let (_, missing) = tail.update(dir, &manifest)?;
+            if missing && self::stamp(&dir.join(MANIFEST_FILE))? != stamp {
+                // The log may have been drained into a segment and retired after our read.
+                continue;
+            }
+            let directory = SidecarDirectory::with_manifest(dir, tail.compose(&manifest, Some(bytes)))?;
+            directory.set_overlay(tail.overlay());
             let index = open_tantivy(directory.clone(), &config)?;
             let reader = match index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into() {
                 Ok(r) => r,
@@ -166,6 +260,7 @@ impl TextIndex {
                 vectors: Arc::default(),
                 ctids,
                 compiled: Arc::default(),
+                tail,
             });
         }
         Err(last_err.unwrap_or_else(|| Error::Tantivy("could not open index".into())))
@@ -182,20 +277,32 @@ impl TextIndex {
         }
         let path = self.dir.join(MANIFEST_FILE);
         let mut last_err = None;
+        // The tail may change in an attempt whose reload then fails: the next must reload.
+        let mut tail_changed = false;
         for _ in 0..OPEN_RETRIES {
             let now = stamp(&path)?;
-            if now == self.stamp {
-                return Ok(false);
+            let (manifest, bytes, manifest_changed) = if now == self.stamp {
+                (self.manifest.clone(), None, false)
+            } else {
+                let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+                let manifest = Manifest::parse(&self.dir, &bytes)?;
+                let same = manifest.hybrid.generation == self.manifest.hybrid.generation
+                    && manifest.segments == self.manifest.segments
+                    && manifest.hybrid.log == self.manifest.hybrid.log;
+                (Arc::new(manifest), Some(bytes), !same)
+            };
+            let (changed, missing) = self.tail.update(&self.dir, &manifest)?;
+            tail_changed |= changed;
+            if missing && stamp(&path)? != now {
+                // The log may have been drained into a segment and retired after our read.
+                continue;
             }
-            let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
-            let manifest = Manifest::parse(&self.dir, &bytes)?;
-            if manifest.hybrid.generation == self.manifest.hybrid.generation
-                && manifest.segments == self.manifest.segments
-            {
+            if !manifest_changed && !tail_changed {
                 self.stamp = now;
                 return Ok(false);
             }
-            self.directory.set_manifest(bytes);
+            self.directory.set_overlay(self.tail.overlay());
+            self.directory.set_manifest(self.tail.compose(&manifest, bytes));
             let before = self.reader.searcher();
             let reloaded = self
                 .reader
@@ -204,9 +311,9 @@ impl TextIndex {
                 .and_then(|()| ctid_columns(&self.reader.searcher(), Some((&before, &self.ctids))));
             match reloaded {
                 Ok(ctids) => {
-                    let live: Vec<_> = manifest.segments.iter().map(|s| s.segment_id).collect();
+                    let live: Vec<_> = self.reader.searcher().segment_readers().iter().map(|r| r.segment_id()).collect();
                     self.vectors.retain(&live);
-                    self.manifest = Arc::new(manifest);
+                    self.manifest = manifest;
                     self.ctids = ctids;
                     self.stamp = now;
                     return Ok(true);
@@ -215,6 +322,11 @@ impl TextIndex {
             }
         }
         Err(last_err.unwrap_or_else(|| Error::Tantivy("could not reload index".into())))
+    }
+
+    /// Rows of the pending log this reader searches from memory.
+    pub fn pending_docs(&self) -> u64 {
+        self.tail.docs()
     }
 
     /// The folder.
@@ -243,6 +355,7 @@ impl TextIndex {
             vectors: self.vectors.clone(),
             ctids: self.ctids.clone(),
             compiled: self.compiled.clone(),
+            pending: self.tail.docs(),
         }
     }
 }
@@ -258,9 +371,16 @@ pub struct Snapshot {
     /// Tuple id column of each segment, by segment ordinal (see `TextIndex::ctids`).
     ctids: Arc<Vec<Column<u64>>>,
     compiled: Arc<CompiledQueries>,
+    /// Rows of the pending log searched from memory.
+    pending: u64,
 }
 
 impl Snapshot {
+    /// Rows of the pending log this generation searches from memory (not in `manifest()`).
+    pub fn pending_docs(&self) -> u64 {
+        self.pending
+    }
+
     /// The tuple id column of segment `ord` of this generation's searcher.
     pub(crate) fn ctid_column(&self, ord: SegmentOrdinal) -> &Column<u64> {
         &self.ctids[ord as usize]

@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tantivy::indexer::{AddOperation, NoMergePolicy, SegmentWriter};
-use tantivy::{Index, IndexWriter, Segment, TantivyDocument};
+use tantivy::directory::RamDirectory;
+use tantivy::{Directory, Index, IndexWriter, Segment, TantivyDocument};
 
 use crate::analyzer::tokenizer_manager;
 use crate::config::IndexConfig;
@@ -48,6 +49,9 @@ pub fn create_index_dir(dir: &Path, config: &IndexConfig, identity: &Identity) -
     let (schema, _) = build_schema(config);
     let m = Manifest::empty(config.clone(), schema, identity.clone());
     m.write(&tmp)?;
+    // The empty pending log the manifest names (readers then never have to wonder whether a
+    // missing log was retired under them; see `pending`).
+    crate::text::pending::create_empty_log(&tmp, m.hybrid.log.seq)?;
     std::fs::rename(&tmp, dir).map_err(|e| Error::io("rename", &tmp, e))?;
     fsutil::fsync_dir(parent)?;
     Ok(m)
@@ -56,13 +60,13 @@ pub fn create_index_dir(dir: &Path, config: &IndexConfig, identity: &Identity) -
 /// Opens a tantivy `Index` over `dir` with the analyzers of `config` registered, and the vector
 /// plugin if the index has vector fields (every segment written or merged through it then gets
 /// its `.hvec` file).
-pub(crate) fn open_tantivy(directory: SidecarDirectory, config: &IndexConfig) -> Result<Index> {
+pub(crate) fn open_tantivy<D: Directory>(directory: D, config: &IndexConfig) -> Result<Index> {
     Ok(open_tantivy_with_plugin(directory, config)?.0)
 }
 
 /// Like [`open_tantivy`], and returns the vector plugin registered, if any, so the caller can
 /// tune it (see [`IndexBuilder`]).
-fn open_tantivy_with_plugin(directory: SidecarDirectory, config: &IndexConfig) -> Result<(Index, Option<Arc<VectorPlugin>>)> {
+fn open_tantivy_with_plugin<D: Directory>(directory: D, config: &IndexConfig) -> Result<(Index, Option<Arc<VectorPlugin>>)> {
     let mut index = Index::open(directory)?;
     index.set_tokenizers(tokenizer_manager(config)?);
     let plugin = if config.vector_fields.is_empty() {
@@ -270,6 +274,40 @@ impl SegmentBuilder {
         let entry = SegmentEntry { segment_id: self.segment.id(), max_doc, deletes: None };
         Ok(Some(StagedSegment::new(self.folder, entry)))
     }
+}
+
+/// Writes `docs` as one segment in memory, for the index whose manifest is `m` (the pending
+/// log's rows, as one backend searches them; see `reader`). Vector fields get no graph: a few
+/// hundred vectors are scanned exactly faster than a graph is built. Returns the segment's
+/// entry and the directory holding its files, or `None` without documents.
+pub(crate) fn build_in_memory(m: &Manifest, docs: &[Document]) -> Result<Option<(SegmentEntry, RamDirectory)>> {
+    if docs.is_empty() {
+        return Ok(None);
+    }
+    let config = &m.hybrid.config;
+    let ram = RamDirectory::create();
+    let mut template = m.clone();
+    template.segments.clear();
+    ram.atomic_write(Path::new(crate::directory::MANIFEST_FILE), &template.to_bytes())
+        .map_err(|e| Error::io("write", "memory", e))?;
+    let (index, plugin) = open_tantivy_with_plugin(ram.clone(), config)?;
+    if let Some(p) = &plugin {
+        p.set_build_graphs(false);
+    }
+    let fields = fields_of(&index.schema(), config).ok_or_else(|| Error::Corrupt {
+        path: PathBuf::from("memory"),
+        detail: "schema does not match the index configuration".into(),
+    })?;
+    let segment = index.new_segment();
+    let bytes: usize = docs.iter().map(Document::approx_bytes).sum();
+    let mut writer = SegmentWriter::for_segment(bytes.saturating_mul(4).clamp(1 << 20, 64 << 20), segment.clone())?;
+    for (opstamp, d) in docs.iter().enumerate() {
+        let document = d.to_tantivy(config, &fields);
+        writer.add_document(AddOperation { opstamp: opstamp as u64, document })?;
+    }
+    let max_doc = writer.max_doc();
+    writer.finalize()?;
+    Ok(Some((SegmentEntry { segment_id: segment.id(), max_doc, deletes: None }, ram)))
 }
 
 /// Moves staged segments into the index in `dir` and names them in a new manifest.
