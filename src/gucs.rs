@@ -8,6 +8,11 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 pub static BUILD_THREADS: GucSetting<i32> = GucSetting::<i32>::new(0);
 /// Rows a transaction may buffer per index before writing them out as a segment early.
 pub static PENDING_LIMIT_KB: GucSetting<i32> = GucSetting::<i32>::new(64 * 1024);
+/// A transaction that wrote at most this many rows to an index appends them to its pending log
+/// instead of writing a segment (0: always a segment).
+pub static LOG_MAX_ROWS: GucSetting<i32> = GucSetting::<i32>::new(100);
+/// A committer drains the pending log into a segment once it holds this much.
+pub static LOG_DRAIN_KB: GucSetting<i32> = GucSetting::<i32>::new(256);
 /// Segments of one size tier merged together once this many exist.
 pub static MERGE_FACTOR: GucSetting<i32> = GucSetting::<i32>::new(8);
 /// Whether committing writers merge small segments themselves (until the merge worker does).
@@ -71,6 +76,26 @@ pub fn init() {
         1024,
         1024 * 1024,
         GucContext::Userset,
+        GucFlags::UNIT_KB,
+    );
+    GucRegistry::define_int_guc(
+        c"hybrid.log_max_rows",
+        c"Transactions writing at most this many rows to a hybrid index append them to its pending log.",
+        c"One append and fsync per commit instead of a new segment; readers index the log in memory until it is drained. 0 writes a segment for every transaction.",
+        &LOG_MAX_ROWS,
+        0,
+        100_000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"hybrid.log_drain_size",
+        c"Size of a hybrid index's pending log at which a committing transaction writes it as a segment.",
+        c"Smaller: less for each reader to index in memory; larger: fewer, bigger segments. The merge worker, VACUUM and snapshots drain it too.",
+        &LOG_DRAIN_KB,
+        16,
+        1024 * 1024,
+        GucContext::Suset,
         GucFlags::UNIT_KB,
     );
     GucRegistry::define_int_guc(

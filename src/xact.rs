@@ -1,9 +1,12 @@
 //! What a transaction owes its hybrid indexes, and the callbacks that pay it.
 //!
 //! - **Pending rows.** `aminsert` only buffers (tuple id, values) per index. The buffer is written
-//!   as one segment and published at pre-commit, before the commit record (invariant 3: a
-//!   committed row is always in the index), before any scan of that index by this transaction
-//!   (invariant 4: read your own writes) and whenever it outgrows `hybrid.pending_limit`.
+//!   out at pre-commit, before the commit record (invariant 3: a committed row is always in the
+//!   index), before any scan of that index by this transaction (invariant 4: read your own
+//!   writes) and whenever it outgrows `hybrid.pending_limit`. A few rows (up to
+//!   `hybrid.log_max_rows`) are appended to the index's pending log (one fsync'd append, see
+//!   `text::pending`); more become a segment of their own. A committer that finds the log
+//!   longer than `hybrid.log_drain_size` drains it into a segment.
 //!   Rows published early by a transaction that then aborts are harmless: the heap says they are
 //!   invisible, and VACUUM removes their entries.
 //! - **Rows of a rolled-back savepoint** are dropped from the buffer at once. This matters: VACUUM
@@ -18,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use hybrid_engine::manifest::Manifest;
 use hybrid_engine::text::maintenance::{self, MergePolicy};
+use hybrid_engine::text::pending;
 use hybrid_engine::text::writer::{publish_segments, SegmentBuilder};
 use hybrid_engine::text::Document;
 use pgrx::prelude::*;
@@ -70,6 +74,8 @@ struct State {
     dropped: Vec<Dropped>,
     /// Indexes this transaction published segments to (candidates for an inline merge).
     written: Vec<PathBuf>,
+    /// Indexes whose pending log this transaction found long enough to drain.
+    to_drain: Vec<PathBuf>,
 }
 
 thread_local! {
@@ -132,13 +138,40 @@ pub fn flush(dir: &Path) {
     });
     let Some((docs, growth, limit)) = taken else { return };
     check_quota(&growth, limit);
-    write_segment(dir, &docs).or_raise();
+    flush_wal_of_this_transaction();
+    let to_log = docs.len() <= gucs::LOG_MAX_ROWS.get().max(0) as usize && growth.bytes < (1 << 20);
+    let drain = if to_log {
+        let payload = pending::encode_payload(docs.iter().map(|(_, d)| d));
+        let log = pending::append(dir, &payload).or_raise();
+        log.size.saturating_sub(log.from) > gucs::LOG_DRAIN_KB.get().max(1) as u64 * 1024
+    } else {
+        write_segment(dir, &docs).or_raise();
+        false
+    };
     STATE.with(|s| {
         let mut s = s.borrow_mut();
-        if !s.written.iter().any(|w| w == dir) {
-            s.written.push(dir.to_path_buf());
+        let list = if to_log { &mut s.to_drain } else { &mut s.written };
+        if (!to_log || drain) && !list.iter().any(|w| w == dir) {
+            list.push(dir.to_path_buf());
         }
     });
+}
+
+/// Makes the WAL of everything this transaction did so far durable: the heap tuples named by
+/// the index entries about to be written must survive a crash if the entries do. Otherwise a
+/// crash between the entries' fsync and the commit could leave an entry whose tuple never
+/// reached the WAL; after recovery its tuple id is free, and the row that reuses it would match
+/// text it does not hold. (Postgres keeps the same rule for its own pages: WAL before data.)
+/// Under concurrent commits these flushes are shared like commit flushes.
+fn flush_wal_of_this_transaction() {
+    // SAFETY: reads this backend's position of its last WAL record and flushes up to it;
+    // 0 when the transaction wrote no WAL (temporary tables).
+    unsafe {
+        let end = pg_sys::XactLastRecEnd;
+        if end != 0 {
+            pg_sys::XLogFlush(end);
+        }
+    }
 }
 
 fn write_segment(dir: &Path, docs: &[(pg_sys::SubTransactionId, Document)]) -> hybrid_engine::Result<()> {
@@ -215,17 +248,34 @@ fn remove_folder(path: &Path) {
     }
 }
 
-/// Small merges of the indexes this transaction wrote to, if nobody else is merging them.
-/// Failures are reported as warnings: the transaction's own work is already durable.
-fn merge_written() {
-    let written = STATE.with(|s| std::mem::take(&mut s.borrow_mut().written));
-    if !gucs::INLINE_MERGE.get() {
-        return;
-    }
+/// Drains the pending logs this transaction found long, and does small merges of the indexes
+/// it wrote segments to, if nobody else is maintaining them. Failures are reported as
+/// warnings: the transaction's own work is already durable.
+fn maintain_written() {
+    let (written, to_drain) = STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        (std::mem::take(&mut s.written), std::mem::take(&mut s.to_drain))
+    });
+    let merge = gucs::INLINE_MERGE.get();
     let policy = MergePolicy { merge_factor: gucs::MERGE_FACTOR.get() as usize, ..Default::default() };
-    for dir in written {
+    let mut dirs: Vec<(PathBuf, bool)> = to_drain.into_iter().map(|d| (d, true)).collect();
+    for d in written {
+        if !dirs.iter().any(|(x, _)| *x == d) {
+            dirs.push((d, false));
+        }
+    }
+    for (dir, drain) in dirs {
+        if !drain && !merge {
+            continue;
+        }
         let result = (|| -> hybrid_engine::Result<()> {
             let Some(_lock) = maintenance::try_lock_maintenance(&dir)? else { return Ok(()) };
+            if drain {
+                pending::drain(&dir)?;
+            }
+            if !merge {
+                return Ok(());
+            }
             let m = Manifest::read(&dir)?;
             for group in policy.plan(&m) {
                 let docs: u64 = m
@@ -241,7 +291,7 @@ fn merge_written() {
             Ok(())
         })();
         if let Err(e) = result {
-            pgrx::warning!("pg_hybrid: merging segments of \"{}\" failed: {e}", dir.display());
+            pgrx::warning!("pg_hybrid: maintaining \"{}\" after commit failed: {e}", dir.display());
         }
     }
 }
@@ -254,7 +304,7 @@ unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: 
             flush_all();
             let dropped: Vec<pg_sys::Oid> = STATE.with(|s| s.borrow_mut().dropped.drain(..).map(|d| d.oid).collect());
             crate::catalog::indexes::forget(&dropped);
-            merge_written();
+            maintain_written();
         }
         XACT_EVENT_PRE_PREPARE => {
             flush_all();
@@ -272,6 +322,7 @@ unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: 
                 let mut s = s.borrow_mut();
                 s.pending.clear();
                 s.written.clear();
+                s.to_drain.clear();
                 s.dropped.clear();
                 std::mem::take(&mut s.actions)
             });
@@ -284,6 +335,7 @@ unsafe extern "C-unwind" fn xact_callback(event: pg_sys::XactEvent::Type, _arg: 
                 let mut s = s.borrow_mut();
                 s.pending.clear();
                 s.written.clear();
+                s.to_drain.clear();
                 s.dropped.clear();
                 std::mem::take(&mut s.actions)
             });

@@ -57,23 +57,32 @@ DEALLOCATE top;
 SELECT hybrid.score(id) FROM docs;
 SELECT hybrid.snippet(body) FROM docs;
 
--- Scores do not depend on how the index is segmented: one build vs row by row.
+-- Scores do not depend on how the index is segmented: one build vs a segment per transaction
+-- vs rows in the pending log (searched from memory) and a segment.
 CREATE TABLE built (LIKE docs);
 INSERT INTO built SELECT * FROM docs;
 CREATE INDEX built_search ON built USING hybrid (id, title, body) WITH (key_field = 'id');
 CREATE TABLE inserted (LIKE docs);
 CREATE INDEX inserted_search ON inserted USING hybrid (id, title, body) WITH (key_field = 'id');
+SET hybrid.log_max_rows = 0;
 INSERT INTO inserted SELECT * FROM docs WHERE id <= 2;
 INSERT INTO inserted SELECT * FROM docs WHERE id > 2 AND id <= 4;
 INSERT INTO inserted SELECT * FROM docs WHERE id > 4;
 SELECT segments > 1 AS several_segments FROM hybrid.index_info('inserted_search');
-SELECT a.id, round(a.s::numeric, 4) AS built, round(b.s::numeric, 4) AS inserted
+CREATE TABLE logged (LIKE docs);
+CREATE INDEX logged_search ON logged USING hybrid (id, title, body) WITH (key_field = 'id');
+INSERT INTO logged SELECT * FROM docs WHERE id <= 3;
+RESET hybrid.log_max_rows;
+INSERT INTO logged SELECT * FROM docs WHERE id > 3;
+SELECT documents, segments FROM hybrid.index_info('logged_search');
+SELECT a.id, round(a.s::numeric, 4) AS built, round(b.s::numeric, 4) AS inserted, round(c.s::numeric, 4) AS logged
   FROM (SELECT id, hybrid.score(id) AS s FROM built WHERE body @@@ 'hybrid OR rust OR search') a
   FULL JOIN (SELECT id, hybrid.score(id) AS s FROM inserted WHERE body @@@ 'hybrid OR rust OR search') b USING (id)
+  FULL JOIN (SELECT id, hybrid.score(id) AS s FROM logged WHERE body @@@ 'hybrid OR rust OR search') c USING (id)
  ORDER BY id;
 -- NULL text never matches, not even a query of exclusions.
 INSERT INTO docs VALUES (8, 'No body', NULL, 'en');
 SELECT id FROM docs WHERE body @@@ 'NOT rust' ORDER BY id;
 SELECT id FROM docs WHERE body @@@ 'title:body' ORDER BY id;
 SELECT id FROM docs WHERE title @@@ 'body' ORDER BY id;
-DROP TABLE docs, built, inserted;
+DROP TABLE docs, built, inserted, logged;

@@ -80,7 +80,7 @@ pub(crate) mod hybrid {
         let bytes = hybrid_engine::fsutil::dir_size(&dir).unwrap_or(0);
         let (fields, vector_bytes) = field_stats(&snap).or_raise();
         TableIterator::once((
-            m.num_docs() as i64,
+            (m.num_docs() + snap.pending_docs()) as i64,
             m.num_deleted() as i64,
             m.segments.len() as i32,
             bytes as i64,

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use hybrid_engine::manifest::Manifest;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
+use pgrx::{PgBuiltInOids, PgOid};
 
 use super::as_extension_owner;
 use crate::error::raise_with;
@@ -35,7 +36,54 @@ pub struct Limits {
 
 /// Whether the hybrid catalog of this version is installed (tenants came with 0.2.0).
 fn installed() -> bool {
-    Spi::get_one::<bool>("SELECT to_regclass('hybrid.tenants') IS NOT NULL").ok().flatten() == Some(true)
+    // Catalog cache lookups, not a query: this runs at every commit that wrote to an index.
+    // SAFETY: name lookups with missing_ok; no memory is kept.
+    unsafe {
+        let nsp = pg_sys::get_namespace_oid(c"hybrid".as_ptr(), true);
+        nsp != pg_sys::InvalidOid && pg_sys::get_relname_relid(c"tenants".as_ptr(), nsp) != pg_sys::InvalidOid
+    }
+}
+
+thread_local! {
+    /// The plan of [`index_limits`], prepared once per backend (the plan cache re-plans it if
+    /// the catalog tables change).
+    static INDEX_LIMITS_PLAN: std::cell::RefCell<Option<pgrx::spi::OwnedPreparedStatement>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The tenant of index `index` and the tenant's limits, in one prepared query: it runs at every
+/// commit that wrote to a hybrid index, where three ad-hoc queries cost more than the write.
+fn index_limits(index: pg_sys::Oid) -> Option<(String, Limits)> {
+    as_extension_owner(|| {
+        Spi::connect(|c| {
+            INDEX_LIMITS_PLAN.with(|cell| {
+                let mut cell = cell.borrow_mut();
+                if cell.is_none() {
+                    let plan = c.prepare(
+                        "SELECT r.tenant, t.max_indexes, t.max_documents, t.max_bytes
+                           FROM hybrid.index_registry r LEFT JOIN hybrid.tenants t ON t.name = r.tenant
+                          WHERE r.index_oid = $1",
+                        &[PgOid::BuiltIn(PgBuiltInOids::OIDOID)],
+                    )?;
+                    *cell = Some(plan.keep());
+                }
+                let plan = cell.as_ref().expect("prepared above");
+                let rows = c.select(plan, Some(1), &[index.into()])?;
+                for row in rows {
+                    let Some(tenant) = row.get::<String>(1)? else { continue };
+                    let limits = Limits {
+                        max_indexes: row.get::<i32>(2)?,
+                        max_documents: row.get::<i64>(3)?,
+                        max_bytes: row.get::<i64>(4)?,
+                    };
+                    return Ok::<_, pgrx::spi::Error>(Some((tenant, limits)));
+                }
+                Ok(None)
+            })
+        })
+    })
+    // Quotas fail closed: a check that cannot read the limits refuses.
+    .unwrap_or_else(|e| pgrx::error!("pg_hybrid: could not read the quota of index {}: {e}", index.to_u32()))
 }
 
 /// The tenant of role `role`.
@@ -179,7 +227,10 @@ pub fn index_folder(oid: pg_sys::Oid) -> Option<PathBuf> {
 
 /// Live documents and bytes on disk of the index in `dir` (0, 0 if unreadable).
 pub fn usage_of(dir: &std::path::Path) -> (i64, i64) {
-    let docs = Manifest::read(dir).map(|m| m.num_docs() as i64).unwrap_or(0);
+    // Rows in the pending log count as much as those in segments.
+    let docs = Manifest::read(dir)
+        .map(|m| m.num_docs() + hybrid_engine::text::pending::pending_docs(dir, &m).unwrap_or(0))
+        .map_or(0, |n| n as i64);
     let bytes = hybrid_engine::fsutil::dir_size(dir).unwrap_or(0) as i64;
     (docs, bytes)
 }
@@ -230,8 +281,7 @@ pub fn check_growth(growth: &Growth, index_limit: Option<i64>) {
     if !installed() {
         return;
     }
-    let Some(tenant) = super::indexes::tenant_of_index(growth.index_oid) else { return };
-    let l = limits(&tenant);
+    let Some((tenant, l)) = index_limits(growth.index_oid) else { return };
     if l.max_documents.is_none() && l.max_bytes.is_none() && index_limit.is_none() {
         return;
     }
