@@ -14,6 +14,34 @@ pub fn rel_name(oid: pg_sys::Oid) -> Option<String> {
     (!name.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy().into_owned())
 }
 
+thread_local! {
+    /// The plan of [`extension_owner`], prepared once per backend: it runs at every commit that
+    /// wrote to a hybrid index (the quota check), where planning it cost more than the write.
+    static OWNER_PLAN: std::cell::RefCell<Option<pgrx::spi::OwnedPreparedStatement>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The owner of the extension, if it is installed in this database.
+fn extension_owner() -> Option<pg_sys::Oid> {
+    Spi::connect(|c| {
+        OWNER_PLAN.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            if cell.is_none() {
+                let plan = c.prepare(
+                    "SELECT extowner FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_hybrid'",
+                    &[],
+                )?;
+                *cell = Some(plan.keep());
+            }
+            let rows = c.select(cell.as_ref().expect("prepared above"), Some(1), &[])?;
+            for row in rows {
+                return row.get::<pg_sys::Oid>(1);
+            }
+            Ok::<_, pgrx::spi::Error>(None)
+        })
+    })
+    .unwrap_or(None)
+}
+
 /// Runs `f` as the owner of the extension, so that internal catalog maintenance works whatever
 /// the privileges of the user whose statement triggered it (any table owner may create an index;
 /// only the extension owner may write `hybrid.indexes`). Postgres restores the user on error.
@@ -22,10 +50,7 @@ pub fn rel_name(oid: pg_sys::Oid) -> Option<String> {
 /// function: our queries name our tables with their schema, but an operator such as `=` is looked
 /// up along the search path, and a caller's own `=` must never run with the owner's rights.
 pub fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
-    let owner: Option<pg_sys::Oid> =
-        Spi::get_one("SELECT extowner FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_hybrid'")
-            .unwrap_or(None);
-    let Some(owner) = owner else { return f() };
+    let Some(owner) = extension_owner() else { return f() };
     let mut saved_user = pg_sys::InvalidOid;
     let mut saved_ctx = 0;
     // SAFETY: a GUC nesting level undone below (or by the transaction's abort on error), and the
