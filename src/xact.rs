@@ -269,13 +269,13 @@ fn maintain_written() {
             continue;
         }
         let result = (|| -> hybrid_engine::Result<()> {
-            let Some(_lock) = maintenance::try_lock_maintenance(&dir)? else { return Ok(()) };
             if drain {
-                pending::drain(&dir)?;
+                pending::try_drain(&dir)?;
             }
             if !merge {
                 return Ok(());
             }
+            let Some(_lock) = maintenance::try_lock_maintenance(&dir)? else { return Ok(()) };
             let m = Manifest::read(&dir)?;
             for group in policy.plan(&m) {
                 let docs: u64 = m

@@ -35,10 +35,7 @@ pub fn upload(dir: &Path, identity: &IndexIdentity, feedback: &mut Feedback) -> 
     let position = PgPosition { lsn: now.lsn, timeline: now.timeline, system_identifier: now.system_identifier };
     // Rows committed into the pending log are not in any segment yet: write them as one, so
     // the generation pinned below covers every commit before `now`.
-    {
-        let Some(_maintenance) = maintenance_lock(dir, identity, feedback)? else { return Ok(Upload::Stopped) };
-        hybrid_engine::text::pending::drain(dir)?;
-    }
+    hybrid_engine::text::pending::drain(dir)?;
     let retention = Retention { keep_last: gucs::SNAPSHOT_RETENTION.get().max(1) as usize, collect_garbage: true };
     let label = format!("snapshot of {}", identity.name);
     let mut stop = false;
@@ -73,14 +70,6 @@ pub fn upload(dir: &Path, identity: &IndexIdentity, feedback: &mut Feedback) -> 
 /// Takes the snapshot lock of the index in `dir`; `None` if told to stop while waiting.
 fn lock(dir: &Path, identity: &IndexIdentity, feedback: &mut Feedback) -> hybrid_engine::Result<Option<FileLock>> {
     wait_for(&dir.join(SNAPSHOT_LOCK), feedback, || format!("snapshot of {}: waiting for another snapshot of it", identity.name))
-}
-
-/// Takes the maintenance lock of the index in `dir` (held by VACUUM and merges); `None` if told
-/// to stop while waiting.
-fn maintenance_lock(dir: &Path, identity: &IndexIdentity, feedback: &mut Feedback) -> hybrid_engine::Result<Option<FileLock>> {
-    wait_for(&dir.join(hybrid_engine::manifest::MAINTENANCE_LOCK), feedback, || {
-        format!("snapshot of {}: waiting for a merge or VACUUM of it", identity.name)
-    })
 }
 
 fn wait_for(

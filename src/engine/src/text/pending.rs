@@ -427,10 +427,28 @@ pub struct Drained {
     pub rotated: bool,
 }
 
+/// Held while a drain runs. Its own lock, not the maintenance lock: a long merge must not
+/// hold up drains (measured: readers re-indexing a log that grew behind a merge of the whole
+/// index answered at a fifth of their rate). Correctness does not rest on it (a drain publishes
+/// only if `log` is still what it read); it only keeps two drains from doing the same work.
+pub const DRAIN_LOCK: &str = "drain.lock";
+
 /// Writes every complete record of the log as one segment, published together with the new
-/// start of the log, then replaces the log file if it is long and nothing is left in it. The
-/// caller holds the maintenance lock (only drains move `log.from`).
+/// start of the log, then replaces the log file if it is long. Waits for a drain running
+/// elsewhere to finish first, so every record appended before the call is in a segment when it
+/// returns.
 pub fn drain(dir: &Path) -> Result<Drained> {
+    let _lock = crate::fsutil::FileLock::lock(&dir.join(DRAIN_LOCK))?;
+    drain_locked(dir)
+}
+
+/// Like [`drain`], unless another drain is running (then `None`: it does the work).
+pub fn try_drain(dir: &Path) -> Result<Option<Drained>> {
+    let Some(_lock) = crate::fsutil::FileLock::try_lock(&dir.join(DRAIN_LOCK))? else { return Ok(None) };
+    drain_locked(dir).map(Some)
+}
+
+fn drain_locked(dir: &Path) -> Result<Drained> {
     let m = Manifest::read(dir)?;
     let state = m.hybrid.log;
     remove_old_logs(dir, state.seq)?;
