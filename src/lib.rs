@@ -23,15 +23,6 @@ mod xact;
 
 ::pgrx::pg_module_magic!(name, version);
 
-/// The allocator of this library's Rust code (tantivy included; Postgres' own memory is not
-/// affected). Every in-memory segment of the pending log allocates several blocks of ~1 MB
-/// (tantivy's indexing arena, an fst registry per field); with glibc's malloc each came fresh
-/// from mmap and was faulted in page by page: 4.7 ms per segment of one row, most of it page
-/// faults (perf). Measured on the engine alone, an append plus a reader's refresh took 5.0 ms
-/// with glibc and 2.1 ms with mimalloc, which keeps freed memory for reuse.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 pgrx::extension_sql_file!("../sql/catalog.sql", name = "catalog", bootstrap);
 pgrx::extension_sql_file!(
     "../sql/access_method.sql",
