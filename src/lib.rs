@@ -62,9 +62,23 @@ pub extern "C-unwind" fn _PG_init() {
     scan::init();
     // Waits for the object store give up when a cancel or shutdown request comes.
     hybrid_engine::snapshot::set_interrupt_check(interrupt_pending);
+    keep_heap_warm();
     // SAFETY: reads a flag the postmaster sets while it loads shared_preload_libraries.
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         workers::register();
+    }
+}
+
+/// Keeps up to 16 MB of freed memory at the top of this process's heap instead of returning it
+/// to the kernel at once. Every in-memory segment of the pending log (see
+/// `hybrid_engine::text::pending`) allocates and frees a few ~1 MB blocks (tantivy's indexing
+/// arena, an fst registry per field); glibc gave them back and faulted them in again each time:
+/// 5.3 ms per append + reader refresh, 1.0 ms with this setting (engine measurement, 200
+/// one-row appends). Memory never touched stays unallocated; at most the padding stays resident.
+fn keep_heap_warm() {
+    // SAFETY: a malloc tuning parameter; no memory is handed over.
+    unsafe {
+        libc::mallopt(libc::M_TOP_PAD, 16 << 20);
     }
 }
 
