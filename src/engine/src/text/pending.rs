@@ -278,21 +278,28 @@ fn read_log(dir: &Path, state: LogState, offset: u64, lock: bool) -> Result<(Rec
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Records { end: offset, ..Default::default() }, 0)),
         Err(e) => return Err(Error::io("open", &path, e)),
     };
+    read_open(&mut f, &path, offset, lock)
+}
+
+/// The records of the open log file `f` (at `path`) from byte `offset`, and its size. A reader
+/// that keeps its log open reads through it: a file retired by a rotation after the reader's
+/// manifest was read still holds every record that manifest needs.
+pub fn read_open(f: &mut File, path: &Path, offset: u64, lock: bool) -> Result<(Records, u64)> {
     // Under the shared lock no append is half-written: every byte before `size` is final.
     if lock {
-        flock(&f, libc::LOCK_SH, &path)?;
+        flock(f, libc::LOCK_SH, path)?;
     }
-    let size = f.metadata().map_err(|e| Error::io("stat", &path, e));
+    let size = f.metadata().map_err(|e| Error::io("stat", path, e));
     if lock {
-        flock(&f, libc::LOCK_UN, &path)?;
+        flock(f, libc::LOCK_UN, path)?;
     }
     let size = size?.len();
     if size <= offset {
         return Ok((Records { end: offset, ..Default::default() }, size));
     }
-    f.seek(SeekFrom::Start(offset)).map_err(|e| Error::io("seek", &path, e))?;
+    f.seek(SeekFrom::Start(offset)).map_err(|e| Error::io("seek", path, e))?;
     let mut bytes = Vec::with_capacity((size - offset) as usize);
-    (&mut f).take(size - offset).read_to_end(&mut bytes).map_err(|e| Error::io("read", &path, e))?;
+    f.take(size - offset).read_to_end(&mut bytes).map_err(|e| Error::io("read", path, e))?;
     Ok((parse(&bytes, offset), size))
 }
 

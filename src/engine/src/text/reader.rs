@@ -93,6 +93,9 @@ struct Tail {
     /// The log's size when last read (`None`: it did not exist).
     size: Option<u64>,
     segments: Vec<(SegmentEntry, RamDirectory)>,
+    /// The log file, kept open: its size is then an `fstat`, not a path lookup, on every scan.
+    /// (A rotation changes `state`, which drops it; a folder swapped in reopens everything.)
+    file: Option<std::fs::File>,
 }
 
 impl Tail {
@@ -103,16 +106,25 @@ impl Tail {
         let mut changed = false;
         if state != self.state {
             changed = !self.segments.is_empty();
-            *self = Tail { state, end: state.from, size: None, segments: Vec::new() };
+            *self = Tail { state, end: state.from, size: None, segments: Vec::new(), file: None };
         }
-        let size = pending::log_size(dir, state)?;
+        if self.file.is_none() {
+            self.file = std::fs::File::open(pending::log_path(dir, state.seq)).ok();
+        }
+        let size = match &self.file {
+            Some(f) => Some(f.metadata().map_err(|e| Error::io("stat", pending::log_path(dir, state.seq), e))?.len()),
+            None => pending::log_size(dir, state)?,
+        };
         if size.is_none() || size == self.size {
             self.size = size;
             return Ok((changed, size.is_none()));
         }
         let rebuild = self.segments.len() >= MAX_TAIL_SEGMENTS;
         let start = if rebuild { state.from } else { self.end };
-        let (records, now) = pending::read_from(dir, state, start)?;
+        let (records, now) = match &mut self.file {
+            Some(f) => pending::read_open(f, &pending::log_path(dir, state.seq), start, true)?,
+            None => pending::read_from(dir, state, start)?,
+        };
         self.size = Some(now);
         if records.docs.is_empty() {
             self.end = records.end;
