@@ -77,6 +77,21 @@ pub fn dir_size(path: &Path) -> Result<u64> {
     Ok(total)
 }
 
+/// `flock(2)` operation `op` on `file` (at `path`, for the error), waiting if it blocks and
+/// retrying when a signal interrupts the wait.
+pub fn flock(file: &File, op: libc::c_int, path: &Path) -> Result<()> {
+    loop {
+        // SAFETY: flock on a file descriptor we own; no memory is shared with the kernel.
+        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(Error::io("lock", path, err));
+        }
+    }
+}
+
 /// An exclusive `flock` on a lock file, released on drop (or when the process dies).
 #[derive(Debug)]
 pub struct FileLock {
@@ -99,23 +114,14 @@ impl FileLock {
     /// Waits for the lock. Only for locks held briefly (a manifest publish).
     pub fn lock(path: &Path) -> Result<FileLock> {
         let file = Self::open(path)?;
-        loop {
-            // SAFETY: flock on a file descriptor we own; no memory is shared with the kernel.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-            if rc == 0 {
-                return Ok(FileLock { file, path: path.to_path_buf() });
-            }
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(Error::io("lock", path, err));
-            }
-        }
+        flock(&file, libc::LOCK_EX, path)?;
+        Ok(FileLock { file, path: path.to_path_buf() })
     }
 
     /// Takes the lock if it is free; `None` if another process holds it.
     pub fn try_lock(path: &Path) -> Result<Option<FileLock>> {
         let file = Self::open(path)?;
-        // SAFETY: as above.
+        // SAFETY: flock on a file descriptor we own; no memory is shared with the kernel.
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc == 0 {
             return Ok(Some(FileLock { file, path: path.to_path_buf() }));

@@ -5,7 +5,10 @@ use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions,
 };
 
+use std::path::Path;
+
 use crate::analyzer::{tokenizer_name, KEYWORD_TOKENIZER};
+use crate::error::{Error, Result};
 use crate::config::{IndexConfig, KeyType, KEYWORD_SUFFIX};
 
 /// Field holding the heap tuple id (block << 16 | offset) of each document.
@@ -90,8 +93,16 @@ pub fn build_schema(config: &IndexConfig) -> (Schema, Fields) {
     (b.build(), Fields { ctid, key, hash, present, text, keyword, vector })
 }
 
-/// Field handles of an existing schema (as read back from a manifest).
-pub fn fields_of(schema: &Schema, config: &IndexConfig) -> Option<Fields> {
+/// Field handles of an existing schema (as read back from the manifest of the index at `at`);
+/// a schema without the fields `config` names is a corrupt index.
+pub fn fields_of(schema: &Schema, config: &IndexConfig, at: &Path) -> Result<Fields> {
+    find_fields(schema, config).ok_or_else(|| Error::Corrupt {
+        path: at.to_path_buf(),
+        detail: "schema does not match the index configuration".into(),
+    })
+}
+
+fn find_fields(schema: &Schema, config: &IndexConfig) -> Option<Fields> {
     let ctid = schema.get_field(CTID_FIELD).ok()?;
     let key = schema.get_field(KEY_FIELD).ok()?;
     let present = schema.get_field(PRESENT_FIELD).ok()?;

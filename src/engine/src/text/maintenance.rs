@@ -260,11 +260,9 @@ pub fn merge_until_settled(dir: &Path, policy: &MergePolicy, mut between: impl F
 pub fn merge_all(dir: &Path) -> Result<bool> {
     let drained = crate::text::pending::drain(dir)?;
     let m = Manifest::read(dir)?;
-    if drained.docs > 0 && m.segments.len() <= 1 && m.num_deleted() == 0 {
-        return Ok(true);
-    }
     if m.segments.len() <= 1 && m.num_deleted() == 0 {
-        return Ok(false);
+        // Already one segment (the drain's, if it wrote one).
+        return Ok(drained.docs > 0);
     }
     let ids: Vec<SegmentId> = m.segments.iter().map(|s| s.segment_id).collect();
     merge(dir, &ids)

@@ -4,8 +4,7 @@
 //! per field, a manifest publish); a one-row commit paid that in full, so concurrent one-row
 //! INSERTs ran at 0.03x a GIN index's rate. Now a transaction that wrote a few rows appends
 //! them as one record to the index's pending log, `pending.<seq>.log`, and fsyncs it: one
-//! append and one fsync per commit (the kernel's journal groups the fsyncs of concurrent
-//! commits). Readers index the log's records in memory (see `reader`), so committed rows are
+//! append and one fsync per commit (the fsyncs of concurrent commits overlap on the device). Readers index the log's records in memory (see `reader`), so committed rows are
 //! found at once; maintenance (the merge worker, VACUUM, snapshots, committers that find the
 //! log long) *drains* it: writes its records as one real segment and moves the manifest's
 //! `log.from` past them in the same publish, so every row is in exactly one of the two places.
@@ -19,7 +18,7 @@
 //! exact offset they land at.
 //!
 //! Concurrency: appenders hold an exclusive `flock` on the log file only to learn its size and
-//! write (microseconds), then fsync without it, so concurrent commits share journal flushes.
+//! write (microseconds), then fsync without it, so concurrent commits' fsyncs overlap.
 //! Readers take the lock shared to learn the size, so everything before that size is written
 //! out: the only bytes that do not parse are torn ones. Rotation to a new file (when the old
 //! one is long) copies the records not yet drained into the new file, publishes it and unlinks
@@ -30,11 +29,10 @@
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::fsutil;
+use crate::fsutil::{self, flock};
 use crate::manifest::{self, LogState, Manifest};
 use crate::text::writer::{publish_with, SegmentBuilder};
 use crate::text::{Document, KeyValue};
@@ -266,24 +264,19 @@ pub fn parse(bytes: &[u8], base: u64) -> Records {
 /// missing log file has nothing pending (see the module comment). Returns the records and the
 /// file's size.
 pub fn read_from(dir: &Path, state: LogState, offset: u64) -> Result<(Records, u64)> {
-    read_log(dir, state, offset, true)
-}
-
-/// [`read_from`]; `lock`: take the shared lock to learn the size (not when the caller holds
-/// the log exclusively already: a second descriptor's lock would wait for it).
-fn read_log(dir: &Path, state: LogState, offset: u64, lock: bool) -> Result<(Records, u64)> {
     let path = log_path(dir, state.seq);
     let mut f = match File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Records { end: offset, ..Default::default() }, 0)),
         Err(e) => return Err(Error::io("open", &path, e)),
     };
-    read_open(&mut f, &path, offset, lock)
+    read_open(&mut f, &path, offset, true)
 }
 
 /// The records of the open log file `f` (at `path`) from byte `offset`, and its size. A reader
 /// that keeps its log open reads through it: a file retired by a rotation after the reader's
-/// manifest was read still holds every record that manifest needs.
+/// manifest was read still holds every record that manifest needs. `lock`: take the shared
+/// lock to learn the size (not when the caller holds the file exclusively already).
 pub fn read_open(f: &mut File, path: &Path, offset: u64, lock: bool) -> Result<(Records, u64)> {
     // Under the shared lock no append is half-written: every byte before `size` is final.
     if lock {
@@ -303,16 +296,6 @@ pub fn read_open(f: &mut File, path: &Path, offset: u64, lock: bool) -> Result<(
     Ok((parse(&bytes, offset), size))
 }
 
-/// The size of the log file named by `state`, `None` if it does not exist: a reader compares
-/// it with what it has read to know whether anything was appended.
-pub fn log_size(dir: &Path, state: LogState) -> Result<Option<u64>> {
-    match std::fs::metadata(log_path(dir, state.seq)) {
-        Ok(md) => Ok(Some(md.len())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io("stat", log_path(dir, state.seq), e)),
-    }
-}
-
 /// Documents pending in the log of manifest `m` (for usage counts and quotas).
 pub fn pending_docs(dir: &Path, m: &Manifest) -> Result<u64> {
     Ok(read_from(dir, m.hybrid.log, m.hybrid.log.from)?.0.docs.len() as u64)
@@ -321,33 +304,16 @@ pub fn pending_docs(dir: &Path, m: &Manifest) -> Result<u64> {
 // ---------------------------------------------------------------------------------------------
 // Appending
 
-fn flock(f: &File, op: libc::c_int, path: &Path) -> Result<()> {
-    loop {
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(f.as_raw_fd(), op) } == 0 {
-            return Ok(());
-        }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(Error::io("lock", path, err));
-        }
-    }
-}
-
 /// Creates the empty log file `seq` in a folder being assembled (not published yet).
 pub(crate) fn create_empty_log(dir: &Path, seq: u64) -> Result<()> {
-    let path = log_path(dir, seq);
-    let f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).map_err(|e| Error::io("create", &path, e))?;
-    f.sync_all().map_err(|e| Error::io("fsync", &path, e))?;
-    fsutil::fsync_dir(dir)
+    write_log_file(dir, seq, &[])
 }
 
-/// Creates the log file `seq` (durably, holding `carried` as its first record if not empty) and
-/// names it in `m`. Runs inside a publish.
-fn start_log(dir: &Path, m: &mut Manifest, seq: u64, carried: &[Document]) -> Result<()> {
+/// Creates the log file `seq`, durably, holding `carried` as its first record if not empty.
+/// A file of this number can only be left by a rotation that crashed before publishing: no
+/// manifest ever named it, so nobody appended to it, and it is replaced.
+fn write_log_file(dir: &Path, seq: u64, carried: &[Document]) -> Result<()> {
     let path = log_path(dir, seq);
-    // A file of this number can only be left by a rotation that crashed before publishing:
-    // no manifest ever named it, so nobody appended to it.
     let f = OpenOptions::new()
         .write(true)
         .create(true)
@@ -359,7 +325,13 @@ fn start_log(dir: &Path, m: &mut Manifest, seq: u64, carried: &[Document]) -> Re
         (&f).write_all(&frame(&encode_payload(carried), 0)).map_err(|e| Error::io("write", &path, e))?;
     }
     f.sync_all().map_err(|e| Error::io("fsync", &path, e))?;
-    fsutil::fsync_dir(dir)?;
+    fsutil::fsync_dir(dir)
+}
+
+/// Creates the log file `seq` (see [`write_log_file`]) and names it in `m`. Runs inside a
+/// publish, so the garbage collection of old logs never sees it unnamed.
+fn start_log(dir: &Path, m: &mut Manifest, seq: u64, carried: &[Document]) -> Result<()> {
+    write_log_file(dir, seq, carried)?;
     m.hybrid.log = LogState { seq, from: 0 };
     Ok(())
 }
@@ -493,7 +465,7 @@ fn drain_locked(dir: &Path) -> Result<Drained> {
 fn rotate(dir: &Path) -> Result<bool> {
     let state = Manifest::read(dir)?.hybrid.log;
     let path = log_path(dir, state.seq);
-    let f = match File::open(&path) {
+    let mut f = match File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io("open", &path, e)),
@@ -506,7 +478,7 @@ fn rotate(dir: &Path) -> Result<bool> {
     flock(&f, libc::LOCK_EX, &path)?;
     // No append is in flight now: bytes after `from` are records appended since the drain
     // (carried over) or the torn end of a crashed append (garbage, dropped).
-    let (records, _) = read_log(dir, state, state.from, false)?;
+    let (records, _) = read_open(&mut f, &path, state.from, false)?;
     let published = manifest::publish_if(dir, |m| {
         if m.hybrid.log != state {
             return Ok(false);

@@ -4,8 +4,8 @@
 //! bytes live once in the page cache whatever the number of backends (invariant 6); the private
 //! part is the reader's small per-segment bookkeeping.
 //!
-//! Before each scan the caller calls [`TextIndex::refresh`]: one `stat` of the manifest and one
-//! of the pending log; only when another process published a new manifest or appended to the
+//! Before each scan the caller calls [`TextIndex::refresh`]: one `stat` of the manifest and an
+//! `fstat` of the pending log; only when another process published a new manifest or appended to the
 //! log is anything read and the searcher rebuilt. tantivy is handed exactly the manifest bytes
 //! we parsed (plus the in-memory segments of the log's rows), so our view and its view never
 //! disagree.
@@ -90,7 +90,7 @@ struct Tail {
     state: LogState,
     /// Offset just past the last record read.
     end: u64,
-    /// The log's size when last read (`None`: it did not exist).
+    /// The log's size when last read (`None`: not read yet).
     size: Option<u64>,
     segments: Vec<(SegmentEntry, RamDirectory)>,
     /// The log file, kept open: its size is then an `fstat`, not a path lookup, on every scan.
@@ -108,23 +108,25 @@ impl Tail {
             changed = !self.segments.is_empty();
             *self = Tail { state, end: state.from, size: None, segments: Vec::new(), file: None };
         }
+        // Built only when needed: this runs before every scan.
+        let path = || pending::log_path(dir, state.seq);
         if self.file.is_none() {
-            self.file = std::fs::File::open(pending::log_path(dir, state.seq)).ok();
+            self.file = match std::fs::File::open(path()) {
+                Ok(f) => Some(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(Error::io("open", path(), e)),
+            };
         }
-        let size = match &self.file {
-            Some(f) => Some(f.metadata().map_err(|e| Error::io("stat", pending::log_path(dir, state.seq), e))?.len()),
-            None => pending::log_size(dir, state)?,
+        let Some(file) = &mut self.file else {
+            return Ok((changed, true));
         };
-        if size.is_none() || size == self.size {
-            self.size = size;
-            return Ok((changed, size.is_none()));
+        let size = file.metadata().map_err(|e| Error::io("stat", path(), e))?.len();
+        if self.size == Some(size) {
+            return Ok((changed, false));
         }
         let rebuild = self.segments.len() >= MAX_TAIL_SEGMENTS;
         let start = if rebuild { state.from } else { self.end };
-        let (records, now) = match &mut self.file {
-            Some(f) => pending::read_open(f, &pending::log_path(dir, state.seq), start, true)?,
-            None => pending::read_from(dir, state, start)?,
-        };
+        let (records, now) = pending::read_open(file, &path(), start, true)?;
         self.size = Some(now);
         if records.docs.is_empty() {
             self.end = records.end;
@@ -139,16 +141,6 @@ impl Tail {
         Ok((true, false))
     }
 
-    /// `m` with the in-memory segments added, as tantivy should see it.
-    fn manifest_bytes(&self, m: &Manifest, bytes: Vec<u8>) -> Vec<u8> {
-        if self.segments.is_empty() {
-            return bytes;
-        }
-        let mut with = m.clone();
-        with.segments.extend(self.segments.iter().map(|(e, _)| e.clone()));
-        with.to_bytes()
-    }
-
     fn overlay(&self) -> Vec<(String, RamDirectory)> {
         self.segments.iter().map(|(e, d)| (e.file_prefix(), d.clone())).collect()
     }
@@ -159,7 +151,9 @@ impl Tail {
         if self.segments.is_empty() {
             return bytes.unwrap_or_else(|| m.to_bytes());
         }
-        self.manifest_bytes(m, Vec::new())
+        let mut with = m.clone();
+        with.segments.extend(self.segments.iter().map(|(e, _)| e.clone()));
+        with.to_bytes()
     }
 
     /// Rows searched from memory.
@@ -246,10 +240,7 @@ impl TextIndex {
                     continue;
                 }
             };
-            let fields = fields_of(&index.schema(), &config).ok_or_else(|| Error::Corrupt {
-                path: dir.to_path_buf(),
-                detail: "schema does not match the index configuration".into(),
-            })?;
+            let fields = fields_of(&index.schema(), &config, dir)?;
             let analyzers =
                 Arc::new(config.text_fields.iter().map(build_analyzer).collect::<Result<Vec<_>>>()?);
             let ctids = match ctid_columns(&reader.searcher(), None) {

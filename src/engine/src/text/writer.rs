@@ -121,10 +121,7 @@ impl IndexBuilder {
             plugin.set_build_graphs(false);
             writer.set_merge_policy(Box::new(NoMergePolicy));
         }
-        let fields = fields_of(&index.schema(), config).ok_or_else(|| Error::Corrupt {
-            path: dir.to_path_buf(),
-            detail: "schema does not match the index configuration".into(),
-        })?;
+        let fields = fields_of(&index.schema(), config, dir)?;
         Ok(IndexBuilder {
             dir: dir.to_path_buf(),
             config: config.clone(),
@@ -224,9 +221,18 @@ pub(crate) fn new_staging_folder(dir: &Path) -> Result<PathBuf> {
     Ok(folder)
 }
 
-/// Writes one segment from rows added to a live index (see the module comment).
-pub struct SegmentBuilder {
-    folder: PathBuf,
+/// `current` without its segments: what a directory holding one new segment of that index
+/// answers when tantivy reads the manifest.
+fn manifest_template(current: &Manifest) -> Vec<u8> {
+    let mut template = current.clone();
+    template.segments.clear();
+    template.to_bytes()
+}
+
+/// One segment being written by tantivy's `SegmentWriter` into a directory that answers the
+/// manifest read with [`manifest_template`]: on disk ([`SegmentBuilder`]) or in memory
+/// ([`build_in_memory`]).
+struct OneSegment {
     config: IndexConfig,
     fields: Fields,
     segment: Segment,
@@ -234,45 +240,72 @@ pub struct SegmentBuilder {
     opstamp: u64,
 }
 
-impl SegmentBuilder {
-    /// Starts a segment for the index in `dir`, whose current manifest is `current`.
-    /// `memory_budget` sizes tantivy's term hash table; it grows as needed.
-    pub fn new(dir: &Path, current: &Manifest, memory_budget: usize) -> Result<SegmentBuilder> {
-        let config = current.hybrid.config.clone();
-        let folder = new_staging_folder(dir)?;
-        let mut template = current.clone();
-        template.segments.clear();
-        let directory = SidecarDirectory::with_manifest(&folder, template.to_bytes())?;
-        let index = open_tantivy(directory, &config)?;
-        let fields = fields_of(&index.schema(), &config).ok_or_else(|| Error::Corrupt {
-            path: dir.to_path_buf(),
-            detail: "schema does not match the index configuration".into(),
-        })?;
+impl OneSegment {
+    /// `memory_budget` sizes tantivy's term hash table (it grows as needed); `graphs`: whether
+    /// vector fields get their graphs. `at` names the index in errors.
+    fn start<D: Directory>(directory: D, config: &IndexConfig, memory_budget: usize, graphs: bool, at: &Path) -> Result<OneSegment> {
+        let (index, plugin) = open_tantivy_with_plugin(directory, config)?;
+        if let Some(p) = plugin.filter(|_| !graphs) {
+            p.set_build_graphs(false);
+        }
+        let fields = fields_of(&index.schema(), config, at)?;
         let segment = index.new_segment();
-        let writer = SegmentWriter::for_segment(memory_budget.clamp(1 << 20, 256 << 20), segment.clone())?;
-        Ok(SegmentBuilder { folder, config, fields, segment, writer, opstamp: 0 })
+        let writer = SegmentWriter::for_segment(memory_budget, segment.clone())?;
+        Ok(OneSegment { config: config.clone(), fields, segment, writer, opstamp: 0 })
     }
 
     /// Tokenises and adds one row.
-    pub fn add(&mut self, doc: &Document) -> Result<()> {
-        doc.check_vectors(&self.config)?;
+    fn add(&mut self, doc: &Document) -> Result<()> {
         let document = doc.to_tantivy(&self.config, &self.fields);
         self.writer.add_document(AddOperation { opstamp: self.opstamp, document })?;
         self.opstamp += 1;
         Ok(())
     }
 
-    /// Writes the segment files (each fsync'd) and returns the staged segment, or `None` if no
-    /// row was added.
-    pub fn finish(self) -> Result<Option<StagedSegment>> {
+    /// Writes the segment's files and returns its entry, or `None` if no row was added.
+    fn finish(self) -> Result<Option<SegmentEntry>> {
         let max_doc = self.writer.max_doc();
         if max_doc == 0 {
-            let _ = std::fs::remove_dir_all(&self.folder);
             return Ok(None);
         }
         self.writer.finalize()?;
-        let entry = SegmentEntry { segment_id: self.segment.id(), max_doc, deletes: None };
-        Ok(Some(StagedSegment::new(self.folder, entry)))
+        Ok(Some(SegmentEntry { segment_id: self.segment.id(), max_doc, deletes: None }))
+    }
+}
+
+/// Writes one segment from rows added to a live index (see the module comment).
+pub struct SegmentBuilder {
+    folder: PathBuf,
+    segment: OneSegment,
+}
+
+impl SegmentBuilder {
+    /// Starts a segment for the index in `dir`, whose current manifest is `current`.
+    /// `memory_budget` sizes tantivy's term hash table; it grows as needed.
+    pub fn new(dir: &Path, current: &Manifest, memory_budget: usize) -> Result<SegmentBuilder> {
+        let folder = new_staging_folder(dir)?;
+        let directory = SidecarDirectory::with_manifest(&folder, manifest_template(current))?;
+        let budget = memory_budget.clamp(1 << 20, 256 << 20);
+        let segment = OneSegment::start(directory, &current.hybrid.config, budget, true, dir)?;
+        Ok(SegmentBuilder { folder, segment })
+    }
+
+    /// Tokenises and adds one row.
+    pub fn add(&mut self, doc: &Document) -> Result<()> {
+        doc.check_vectors(&self.segment.config)?;
+        self.segment.add(doc)
+    }
+
+    /// Writes the segment files (each fsync'd) and returns the staged segment, or `None` if no
+    /// row was added.
+    pub fn finish(self) -> Result<Option<StagedSegment>> {
+        match self.segment.finish()? {
+            Some(entry) => Ok(Some(StagedSegment::new(self.folder, entry))),
+            None => {
+                let _ = std::fs::remove_dir_all(&self.folder);
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -284,30 +317,16 @@ pub(crate) fn build_in_memory(m: &Manifest, docs: &[Document]) -> Result<Option<
     if docs.is_empty() {
         return Ok(None);
     }
-    let config = &m.hybrid.config;
     let ram = RamDirectory::create();
-    let mut template = m.clone();
-    template.segments.clear();
-    ram.atomic_write(Path::new(crate::directory::MANIFEST_FILE), &template.to_bytes())
+    ram.atomic_write(Path::new(crate::directory::MANIFEST_FILE), &manifest_template(m))
         .map_err(|e| Error::io("write", "memory", e))?;
-    let (index, plugin) = open_tantivy_with_plugin(ram.clone(), config)?;
-    if let Some(p) = &plugin {
-        p.set_build_graphs(false);
-    }
-    let fields = fields_of(&index.schema(), config).ok_or_else(|| Error::Corrupt {
-        path: PathBuf::from("memory"),
-        detail: "schema does not match the index configuration".into(),
-    })?;
-    let segment = index.new_segment();
     let bytes: usize = docs.iter().map(Document::approx_bytes).sum();
-    let mut writer = SegmentWriter::for_segment(bytes.saturating_mul(4).clamp(1 << 20, 64 << 20), segment.clone())?;
-    for (opstamp, d) in docs.iter().enumerate() {
-        let document = d.to_tantivy(config, &fields);
-        writer.add_document(AddOperation { opstamp: opstamp as u64, document })?;
+    let budget = bytes.saturating_mul(4).clamp(1 << 20, 64 << 20);
+    let mut segment = OneSegment::start(ram.clone(), &m.hybrid.config, budget, false, Path::new("memory"))?;
+    for d in docs {
+        segment.add(d)?;
     }
-    let max_doc = writer.max_doc();
-    writer.finalize()?;
-    Ok(Some((SegmentEntry { segment_id: segment.id(), max_doc, deletes: None }, ram)))
+    Ok(segment.finish()?.map(|entry| (entry, ram)))
 }
 
 /// Moves staged segments into the index in `dir` and names them in a new manifest.
