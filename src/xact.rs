@@ -150,8 +150,13 @@ pub fn flush(dir: &Path) {
     };
     STATE.with(|s| {
         let mut s = s.borrow_mut();
-        let list = if to_log { &mut s.to_drain } else { &mut s.written };
-        if (!to_log || drain) && !list.iter().any(|w| w == dir) {
+        // A new segment may call for a small merge; a long log, for a drain.
+        let list = match (to_log, drain) {
+            (false, _) => &mut s.written,
+            (true, true) => &mut s.to_drain,
+            (true, false) => return,
+        };
+        if !list.iter().any(|w| w == dir) {
             list.push(dir.to_path_buf());
         }
     });

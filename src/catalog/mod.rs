@@ -5,6 +5,8 @@ pub mod snapshots;
 pub mod tenants;
 
 use pgrx::prelude::*;
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiResult};
+use pgrx::PgOid;
 
 /// The name of relation `oid`, or `None` if there is no such relation.
 pub fn rel_name(oid: pg_sys::Oid) -> Option<String> {
@@ -14,29 +16,38 @@ pub fn rel_name(oid: pg_sys::Oid) -> Option<String> {
     (!name.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(name) }.to_string_lossy().into_owned())
 }
 
+/// A statement prepared once per backend and kept (the plan cache re-plans it if the tables it
+/// reads change), for the catalog queries that run at every commit that wrote to an index,
+/// where planning them each time cost more than the write. `cell` holds it between calls.
+pub(crate) fn with_kept_plan<R>(
+    cell: &'static std::thread::LocalKey<std::cell::RefCell<Option<OwnedPreparedStatement>>>,
+    client: &SpiClient<'_>,
+    sql: &str,
+    types: &[PgOid],
+    run: impl FnOnce(&OwnedPreparedStatement) -> SpiResult<R>,
+) -> SpiResult<R> {
+    cell.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.is_none() {
+            *cell = Some(client.prepare(sql, types)?.keep());
+        }
+        run(cell.as_ref().expect("prepared above"))
+    })
+}
+
 thread_local! {
-    /// The plan of [`extension_owner`], prepared once per backend: it runs at every commit that
-    /// wrote to a hybrid index (the quota check), where planning it cost more than the write.
-    static OWNER_PLAN: std::cell::RefCell<Option<pgrx::spi::OwnedPreparedStatement>> = const { std::cell::RefCell::new(None) };
+    static OWNER_PLAN: std::cell::RefCell<Option<OwnedPreparedStatement>> = const { std::cell::RefCell::new(None) };
 }
 
 /// The owner of the extension, if it is installed in this database.
 fn extension_owner() -> Option<pg_sys::Oid> {
     Spi::connect(|c| {
-        OWNER_PLAN.with(|cell| {
-            let mut cell = cell.borrow_mut();
-            if cell.is_none() {
-                let plan = c.prepare(
-                    "SELECT extowner FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_hybrid'",
-                    &[],
-                )?;
-                *cell = Some(plan.keep());
-            }
-            let rows = c.select(cell.as_ref().expect("prepared above"), Some(1), &[])?;
-            for row in rows {
+        let sql = "SELECT extowner FROM pg_catalog.pg_extension WHERE extname OPERATOR(pg_catalog.=) 'pg_hybrid'";
+        with_kept_plan(&OWNER_PLAN, &c, sql, &[], |plan| {
+            for row in c.select(plan, Some(1), &[])? {
                 return row.get::<pg_sys::Oid>(1);
             }
-            Ok::<_, pgrx::spi::Error>(None)
+            Ok(None)
         })
     })
     .unwrap_or(None)

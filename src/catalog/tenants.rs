@@ -45,38 +45,27 @@ fn installed() -> bool {
 }
 
 thread_local! {
-    /// The plan of [`index_limits`], prepared once per backend (the plan cache re-plans it if
-    /// the catalog tables change).
     static INDEX_LIMITS_PLAN: std::cell::RefCell<Option<pgrx::spi::OwnedPreparedStatement>> =
         const { std::cell::RefCell::new(None) };
 }
 
-/// The tenant of index `index` and the tenant's limits, in one prepared query: it runs at every
+/// The tenant of index `index` and the tenant's limits, in one kept plan: it runs at every
 /// commit that wrote to a hybrid index, where three ad-hoc queries cost more than the write.
 fn index_limits(index: pg_sys::Oid) -> Option<(String, Limits)> {
+    const SQL: &str = "SELECT r.tenant, t.max_indexes, t.max_documents, t.max_bytes
+                         FROM hybrid.index_registry r LEFT JOIN hybrid.tenants t ON t.name = r.tenant
+                        WHERE r.index_oid = $1";
     as_extension_owner(|| {
         Spi::connect(|c| {
-            INDEX_LIMITS_PLAN.with(|cell| {
-                let mut cell = cell.borrow_mut();
-                if cell.is_none() {
-                    let plan = c.prepare(
-                        "SELECT r.tenant, t.max_indexes, t.max_documents, t.max_bytes
-                           FROM hybrid.index_registry r LEFT JOIN hybrid.tenants t ON t.name = r.tenant
-                          WHERE r.index_oid = $1",
-                        &[PgOid::BuiltIn(PgBuiltInOids::OIDOID)],
-                    )?;
-                    *cell = Some(plan.keep());
-                }
-                let plan = cell.as_ref().expect("prepared above");
-                let rows = c.select(plan, Some(1), &[index.into()])?;
-                for row in rows {
+            super::with_kept_plan(&INDEX_LIMITS_PLAN, &c, SQL, &[PgOid::BuiltIn(PgBuiltInOids::OIDOID)], |plan| {
+                for row in c.select(plan, Some(1), &[index.into()])? {
                     let Some(tenant) = row.get::<String>(1)? else { continue };
                     let limits = Limits {
                         max_indexes: row.get::<i32>(2)?,
                         max_documents: row.get::<i64>(3)?,
                         max_bytes: row.get::<i64>(4)?,
                     };
-                    return Ok::<_, pgrx::spi::Error>(Some((tenant, limits)));
+                    return Ok(Some((tenant, limits)));
                 }
                 Ok(None)
             })

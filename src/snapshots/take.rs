@@ -69,19 +69,11 @@ pub fn upload(dir: &Path, identity: &IndexIdentity, feedback: &mut Feedback) -> 
 
 /// Takes the snapshot lock of the index in `dir`; `None` if told to stop while waiting.
 fn lock(dir: &Path, identity: &IndexIdentity, feedback: &mut Feedback) -> hybrid_engine::Result<Option<FileLock>> {
-    wait_for(&dir.join(SNAPSHOT_LOCK), feedback, || format!("snapshot of {}: waiting for another snapshot of it", identity.name))
-}
-
-fn wait_for(
-    path: &Path,
-    feedback: &mut Feedback,
-    what: impl Fn() -> String,
-) -> hybrid_engine::Result<Option<FileLock>> {
     loop {
-        if let Some(l) = FileLock::try_lock(path)? {
+        if let Some(l) = FileLock::try_lock(&dir.join(SNAPSHOT_LOCK))? {
             return Ok(Some(l));
         }
-        if !feedback.step(&what) {
+        if !feedback.step(|| format!("snapshot of {}: waiting for another snapshot of it", identity.name)) {
             return Ok(None);
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
