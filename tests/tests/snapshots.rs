@@ -227,7 +227,7 @@ fn retention_keeps_the_newest_snapshots() {
 
     // The newest kept snapshot restores.
     let mut hold = hold_table(&cluster);
-    std::fs::remove_dir_all(index_dir(&mut c, "docs_search")).unwrap();
+    lose_folder(&index_dir(&mut c, "docs_search"));
     let r = restore(&mut hold, "docs_search").unwrap();
     hold.batch_execute("COMMIT").unwrap();
     assert_eq!((r.source.as_str(), r.snapshot_generation), ("snapshot", Some(taken[3].generation as i64)));
@@ -261,7 +261,7 @@ fn a_lost_folder_is_restored_and_caught_up() {
     // 1. By the worker. A lock on the table holds its restore back until the failing scans
     // have been seen.
     let mut hold = hold_table(&cluster);
-    std::fs::remove_dir_all(&dir).unwrap();
+    lose_folder(&dir);
     assert_scans_fail(&cluster, "55000", "has no files on this server", "folder deleted");
     wait_worker_waiting_for_lock(&cluster, "folder deleted");
     assert_scans_fail(&cluster, "55000", "has no files on this server", "folder deleted, worker waiting");
@@ -293,7 +293,7 @@ fn a_lost_folder_is_restored_and_caught_up() {
     let before = assert_index_matches_table(&mut c, "before the folder is lost again");
     let live = count(&mut c, "SELECT count(*) FROM docs");
     let mut hold = hold_table(&cluster);
-    std::fs::remove_dir_all(&dir).unwrap();
+    lose_folder(&dir);
     assert_scans_fail(&cluster, "55000", "has no files on this server", "folder deleted again");
     // The worker saw it too, and waits for the table.
     wait_worker_waiting_for_lock(&cluster, "folder deleted again");
@@ -523,7 +523,7 @@ fn the_store_dying_mid_upload_leaves_no_broken_snapshot() {
 
     // And that snapshot restores.
     let mut hold = hold_table(&cluster);
-    std::fs::remove_dir_all(index_dir(&mut c, "docs_search")).unwrap();
+    lose_folder(&index_dir(&mut c, "docs_search"));
     let r = restore(&mut hold, "docs_search").unwrap();
     hold.batch_execute("COMMIT").unwrap();
     assert_eq!((r.source.as_str(), r.snapshot_generation), ("snapshot", Some(g)), "{r:?}");
@@ -569,7 +569,7 @@ fn a_damaged_blob_is_not_used() {
     // 1. A blob only the newest snapshot has: the older one is restored and caught up.
     corrupt(&s3, &format!("{PREFIX}/blobs/{}", only2.sha256));
     let mut hold = hold_table(&cluster);
-    std::fs::remove_dir_all(&dir).unwrap();
+    lose_folder(&dir);
     let r = restore(&mut hold, "docs_search").expect("restore with a damaged blob");
     hold.batch_execute("COMMIT").unwrap();
     eprintln!("damaged {} ({} bytes): {r:?}", only2.name, only2.size);
@@ -585,7 +585,7 @@ fn a_damaged_blob_is_not_used() {
     // 2. A blob both snapshots have: built from the table.
     corrupt(&s3, &format!("{PREFIX}/blobs/{}", shared.sha256));
     let mut hold = hold_table(&cluster);
-    std::fs::remove_dir_all(&dir).unwrap();
+    lose_folder(&dir);
     let r = restore(&mut hold, "docs_search").expect("restore with a damaged shared blob");
     hold.batch_execute("COMMIT").unwrap();
     eprintln!("damaged {} ({} bytes): {r:?}", shared.name, shared.size);
@@ -599,7 +599,7 @@ fn a_damaged_blob_is_not_used() {
     // A new snapshot is whole again and restores.
     let g = snapshot_now(&mut c, "docs_search").unwrap();
     let mut hold = hold_table(&cluster);
-    std::fs::remove_dir_all(&dir).unwrap();
+    lose_folder(&dir);
     let r = restore(&mut hold, "docs_search").unwrap();
     hold.batch_execute("COMMIT").unwrap();
     assert_eq!((r.source.as_str(), r.snapshot_generation), ("snapshot", Some(g)), "{r:?}");
@@ -683,7 +683,7 @@ fn an_untrusted_folder_is_caught_up_before_use() {
     drop(c);
     cluster.stop();
 
-    std::fs::remove_dir_all(&dir).unwrap();
+    lose_folder(&dir);
     copy_tree(&saved, &dir);
     std::fs::remove_dir_all(&saved).unwrap();
     let meta_path = dir.join("meta.json");

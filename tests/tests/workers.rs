@@ -66,7 +66,7 @@ fn launcher_and_database_rounds_are_visible() {
     // worker that comes to restore it waits for the table lock, in plain sight.
     let dir = index_dir(&mut c, "docs_search");
     let mut hold = hold_table(&cluster);
-    std::fs::remove_dir_all(&dir).unwrap();
+    lose_folder(&dir);
     wait_worker_waiting_for_lock(&cluster, "folder removed");
     let row = c
         .query_one(
@@ -121,7 +121,7 @@ fn kill9_of_a_database_worker_is_recovered_from() {
     let dir = index_dir(&mut c, "docs_search");
     let mut hold = cluster.connect();
     hold.batch_execute("BEGIN; LOCK TABLE docs IN ROW EXCLUSIVE MODE").unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+    lose_folder(&dir);
     let mut pid: Option<i32> = None;
     let waiting = wait_until(Duration::from_secs(30), || {
         pid = c

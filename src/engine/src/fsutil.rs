@@ -50,10 +50,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// Removes a folder and everything in it, if it exists, and makes the removal durable.
 pub fn remove_dir_durably(path: &Path) -> Result<()> {
-    match fs::remove_dir_all(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io("remove", path, e)),
+    // Another process may create a file in the folder while it is being emptied (a lock file a
+    // drain or snapshot opens, a staging folder): the final rmdir then fails. Empty it again;
+    // once the folder is gone, such creations fail instead.
+    let mut attempts = 0;
+    loop {
+        match fs::remove_dir_all(path) {
+            Ok(()) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty && attempts < 100 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(e) => return Err(Error::io("remove", path, e)),
+        }
     }
     if let Some(parent) = path.parent() {
         if parent.exists() {

@@ -207,6 +207,25 @@ pub fn restore(c: &mut Client, index: &str) -> Result<RestoreRow, postgres::Erro
     })
 }
 
+/// Deletes an index folder as an operator's `rm -rf` would, again if the first pass fails
+/// because the database worker wrote a file into it meanwhile (a drain of the pending log, a
+/// merge): what the tests then check is the server's handling of a folder that is gone.
+pub fn lose_folder(dir: &Path) {
+    for _ in 0..50 {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty || e.kind() == std::io::ErrorKind::NotFound => {
+                if !dir.exists() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("remove {}: {e}", dir.display()),
+        }
+    }
+    panic!("{} keeps getting new files", dir.display());
+}
+
 /// The folder of an index, from `hybrid.index_info`.
 pub fn index_dir(c: &mut Client, index: &str) -> PathBuf {
     PathBuf::from(index_info(c, index).directory)
