@@ -1067,6 +1067,14 @@ pub fn for_each_scan_kind(c: &mut Client, mut f: impl FnMut(&mut Client, ScanKin
     c.batch_execute("SET enable_indexscan = on; SET enable_bitmapscan = on").expect("reset scan kinds");
 }
 
+/// Asserts that every scan kind finds exactly the rows `in_table` for the word every generated
+/// row has; `when` ends the failure message (e.g. " after VACUUM").
+pub fn assert_every_scan_kind_finds(c: &mut Client, in_table: &BTreeSet<i64>, when: &str) {
+    for_each_scan_kind(c, |s, kind| {
+        assert_eq!(&search_ids(s, COMMON_WORD), in_table, "{kind:?}: search and table disagree{when}");
+    });
+}
+
 /// The EXPLAIN (COSTS OFF) text of `select`.
 pub fn plan_of(c: &mut Client, select: &str) -> String {
     c.query(&format!("EXPLAIN (COSTS OFF) {select}"), &[])

@@ -55,9 +55,7 @@ fn committed_rows_survive_kill9_mid_stream() {
     assert!(common >= recorded.len() as i64 + 200);
     // Rows whose COMMIT was in flight at the crash may or may not have committed; either way
     // the index must find exactly the rows the table has.
-    for_each_scan_kind(&mut c, |s, kind| {
-        assert_eq!(search_ids(s, COMMON_WORD), in_table, "{kind:?}: search and table disagree after recovery");
-    });
+    assert_every_scan_kind_finds(&mut c, &in_table, " after recovery");
 
     c.batch_execute("VACUUM docs").unwrap();
     let v = assert_verify_ok(&mut c, "docs_search");
