@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 
+use hybrid_engine::text::pending::LogSource;
 use hybrid_engine::text::reader::{Snapshot, TextIndex};
 use pgrx::pg_sys;
 
@@ -53,16 +54,17 @@ thread_local! {
     static OPEN: RefCell<(u64, HashMap<PathBuf, Cached>)> = RefCell::new((0, HashMap::new()));
 }
 
-/// A snapshot of the newest published generation of the index in `dir`, opening it (or picking
-/// up what other backends published since last time) as needed.
-pub fn snapshot(dir: &Path) -> hybrid_engine::Result<Snapshot> {
+/// A snapshot of the newest published generation of the index in `dir`, with the rows of its
+/// pending log `log`, opening it (or picking up what other backends published since last time)
+/// as needed.
+pub fn snapshot(dir: &Path, log: &dyn LogSource) -> hybrid_engine::Result<Snapshot> {
     OPEN.with(|cell| {
         let mut guard = cell.borrow_mut();
         let (clock, map) = &mut *guard;
         *clock += 1;
         let now = *clock;
         if let Some(c) = map.get_mut(dir) {
-            match c.index.refresh() {
+            match c.index.refresh_with(log) {
                 Ok(_) => {
                     c.last_used = now;
                     return Ok(c.index.snapshot());
@@ -73,7 +75,7 @@ pub fn snapshot(dir: &Path) -> hybrid_engine::Result<Snapshot> {
                 }
             }
         }
-        let index = TextIndex::open(dir)?;
+        let index = TextIndex::open_with(dir, log)?;
         let snap = index.snapshot();
         if map.len() >= MAX_OPEN_INDEXES {
             if let Some(oldest) = map.iter().min_by_key(|(_, c)| c.last_used).map(|(p, _)| p.clone()) {

@@ -4,8 +4,8 @@
 //!   out at pre-commit, before the commit record (invariant 3: a committed row is always in the
 //!   index), before any scan of that index by this transaction (invariant 4: read your own
 //!   writes) and whenever it outgrows `hybrid.pending_limit`. A few rows (up to
-//!   `hybrid.log_max_rows`) are appended to the index's pending log (one fsync'd append, see
-//!   `text::pending`); more become a segment of their own. A committer that finds the log
+//!   `hybrid.log_max_rows`) are appended to the index's pending log (in the index relation's
+//!   pages, WAL-logged: see `am::log_pages`); more become a segment of their own. A committer that finds the log
 //!   longer than `hybrid.log_drain_size` drains it into a segment.
 //!   Rows published early by a transaction that then aborts are harmless: the heap says they are
 //!   invisible, and VACUUM removes their entries.
@@ -27,6 +27,7 @@ use hybrid_engine::text::Document;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
+use crate::am::log_pages::{self, Appended, PageLog};
 use crate::catalog::tenants::Growth;
 use crate::error::{raise_with, OrRaise};
 use crate::{gucs, layout, sidecar};
@@ -72,10 +73,11 @@ struct State {
     actions: Vec<FolderAction>,
     /// Hybrid indexes dropped by this transaction, whose catalog rows go at commit.
     dropped: Vec<Dropped>,
-    /// Indexes this transaction published segments to (candidates for an inline merge).
-    written: Vec<PathBuf>,
+    /// Indexes (folder, oid) this transaction published segments to (candidates for an
+    /// inline merge).
+    written: Vec<(PathBuf, pg_sys::Oid)>,
     /// Indexes whose pending log this transaction found long enough to drain.
-    to_drain: Vec<PathBuf>,
+    to_drain: Vec<(PathBuf, pg_sys::Oid)>,
 }
 
 thread_local! {
@@ -137,33 +139,85 @@ pub fn flush(dir: &Path) {
         Some((std::mem::take(&mut p.docs), growth, limit))
     });
     let Some((docs, growth, limit)) = taken else { return };
-    check_quota(&growth, limit);
-    flush_wal_of_this_transaction();
-    let to_log = docs.len() <= gucs::LOG_MAX_ROWS.get().max(0) as usize && growth.bytes < (1 << 20);
-    let drain = if to_log {
-        let payload = pending::encode_payload(docs.iter().map(|(_, d)| d));
-        let log = pending::append(dir, &payload).or_raise();
-        log.size.saturating_sub(log.from) > gucs::LOG_DRAIN_KB.get().max(1) as u64 * 1024
-    } else {
-        write_segment(dir, &docs).or_raise();
-        false
+    let Some(index) = OpenIndex::at(growth.index_oid, dir) else {
+        // Dropped, or rebuilt into a new folder (REINDEX, TRUNCATE) by this transaction after
+        // these rows were buffered: the new folder was built from the table, rows included.
+        return;
     };
+    check_quota(&growth, limit);
+    let to_log = docs.len() <= gucs::LOG_MAX_ROWS.get().max(0) as usize && growth.bytes < (1 << 20);
+    let drain = to_log && {
+        let payload = pending::encode_payload(docs.iter().map(|(_, d)| d));
+        append_to_log(dir, index.rel, &payload)
+    };
+    let written = !to_log;
+    if written {
+        flush_wal_of_this_transaction();
+        write_segment(dir, &docs).or_raise();
+    }
     STATE.with(|s| {
         let mut s = s.borrow_mut();
         // A new segment may call for a small merge; a long log, for a drain.
-        let list = match (to_log, drain) {
-            (false, _) => &mut s.written,
-            (true, true) => &mut s.to_drain,
-            (true, false) => return,
+        let list = match (written, drain) {
+            (true, _) => &mut s.written,
+            (false, true) => &mut s.to_drain,
+            (false, false) => return,
         };
-        if !list.iter().any(|w| w == dir) {
-            list.push(dir.to_path_buf());
+        if !list.iter().any(|w| w.0 == dir) {
+            list.push((dir.to_path_buf(), growth.index_oid));
         }
     });
 }
 
+/// An index relation opened by [`flush`] or the maintenance after commit, closed on drop (its
+/// lock stays until the end of the transaction, as Postgres keeps it).
+struct OpenIndex {
+    rel: pg_sys::Relation,
+}
+
+impl OpenIndex {
+    /// The index `oid` if it still exists and still has the folder `dir`.
+    fn at(oid: pg_sys::Oid, dir: &Path) -> Option<OpenIndex> {
+        // SAFETY: a lock writers already hold; the relation is closed by `drop`.
+        unsafe {
+            let rel = pg_sys::try_relation_open(oid, pg_sys::RowExclusiveLock as _);
+            if rel.is_null() {
+                return None;
+            }
+            let index = OpenIndex { rel };
+            (sidecar::index_dir(rel) == dir).then_some(index)
+        }
+    }
+}
+
+impl Drop for OpenIndex {
+    fn drop(&mut self) {
+        // SAFETY: opened by `at`.
+        unsafe { pg_sys::relation_close(self.rel, pg_sys::NoLock as _) };
+    }
+}
+
+/// Appends a record of `payload` to the pending log of `rel` (folder `dir`). Its WAL goes
+/// after the WAL of the rows and before the commit record: the commit's flush makes it
+/// durable. Returns whether the log is now long enough to drain.
+fn append_to_log(dir: &Path, rel: pg_sys::Relation, payload: &[u8]) -> bool {
+    loop {
+        let from = Manifest::read(dir).or_raise().hybrid.log.from;
+        // SAFETY: `rel` is open and locked ROW EXCLUSIVE (see `OpenIndex`).
+        match unsafe { log_pages::append(rel, from, |at| pending::frame(payload, at)) } {
+            Appended::Done { tail } => {
+                return tail.saturating_sub(from) > gucs::LOG_DRAIN_KB.get().max(1) as u64 * 1024;
+            }
+            // Drains did not keep up: make room (every record before is then in a segment).
+            // SAFETY: as above.
+            Appended::Full => pending::drain(dir, &unsafe { PageLog::new(rel) }).or_raise(),
+        };
+    }
+}
+
 /// Makes the WAL of everything this transaction did so far durable: the heap tuples named by
-/// the index entries about to be written must survive a crash if the entries do. Otherwise a
+/// the index entries about to be written in a segment must survive a crash if the entries do.
+/// (Entries in the pending log need no such flush: their WAL comes after the rows'.) Otherwise a
 /// crash between the entries' fsync and the commit could leave an entry whose tuple never
 /// reached the WAL; after recovery its tuple id is free, and the row that reuses it would match
 /// text it does not hold. (Postgres keeps the same rule for its own pages: WAL before data.)
@@ -263,19 +317,22 @@ fn maintain_written() {
     });
     let merge = gucs::INLINE_MERGE.get();
     let policy = MergePolicy { merge_factor: gucs::MERGE_FACTOR.get() as usize, ..Default::default() };
-    let mut dirs: Vec<(PathBuf, bool)> = to_drain.into_iter().map(|d| (d, true)).collect();
-    for d in written {
-        if !dirs.iter().any(|(x, _)| *x == d) {
-            dirs.push((d, false));
+    let mut dirs: Vec<(PathBuf, pg_sys::Oid, bool)> = to_drain.into_iter().map(|(d, o)| (d, o, true)).collect();
+    for (d, o) in written {
+        if !dirs.iter().any(|(x, _, _)| *x == d) {
+            dirs.push((d, o, false));
         }
     }
-    for (dir, drain) in dirs {
+    for (dir, oid, drain) in dirs {
         if !drain && !merge {
             continue;
         }
         let result = (|| -> hybrid_engine::Result<()> {
             if drain {
-                pending::try_drain(&dir)?;
+                if let Some(index) = OpenIndex::at(oid, &dir) {
+                    // SAFETY: open while the drain runs.
+                    pending::try_drain(&dir, &unsafe { PageLog::new(index.rel) })?;
+                }
             }
             if !merge {
                 return Ok(());

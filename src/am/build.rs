@@ -113,6 +113,7 @@ pub unsafe extern "C-unwind" fn ambuild(
 
     let identity = Identity { index_oid, created_xid: pg_sys::GetTopFullTransactionId().value };
     let (heap_tuples, rows, manifest) = build_into(heap, index, index_info, &dir, &config, &identity);
+    super::log_pages::init(index);
     catalog::tenants::check_built(&tenant, &dir, (*index).rd_id, options::read(index).max_documents);
     catalog::indexes::register(index, &manifest.hybrid.config, &tenant);
     if options::read(index).snapshot_on_create {

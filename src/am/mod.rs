@@ -6,6 +6,7 @@ pub mod build;
 pub mod cost;
 pub mod handler;
 pub mod insert;
+pub mod log_pages;
 pub mod options;
 pub mod scan;
 pub mod vacuum;

@@ -25,6 +25,7 @@ use hybrid_engine::vector::distance::Metric;
 use pgrx::prelude::*;
 use pgrx::{PgMemoryContexts, PgSqlErrorCode};
 
+use crate::am::log_pages::PageLog;
 use crate::error::{raise_with, OrRaise};
 use crate::layout::{self, Layout, Role};
 use crate::{gucs, sidecar, xact};
@@ -138,7 +139,7 @@ unsafe fn compile_keys(layout: &Layout, snap: &Snapshot, keys: &[pg_sys::ScanKey
 pub unsafe fn matching_tids(index: pg_sys::Relation, keys: &[pg_sys::ScanKeyData]) -> (Vec<u64>, bool) {
     let layout = layout::layout(index);
     xact::flush(&layout.dir);
-    let snap = sidecar::snapshot(&layout.dir).or_raise();
+    let snap = sidecar::snapshot(&layout.dir, &PageLog::new(index)).or_raise();
     let (query, recheck) = match compile_keys(&layout, &snap, keys) {
         Err(()) => return (Vec::new(), false),
         Ok((Some(q), r)) => (q, r),
@@ -185,7 +186,7 @@ unsafe fn start_knn(index: pg_sys::Relation, keys: &[pg_sys::ScanKeyData], order
         cfg.check(&query, "query vector").or_raise();
     }
     xact::flush(&layout.dir);
-    let snap = sidecar::snapshot(&layout.dir).or_raise();
+    let snap = sidecar::snapshot(&layout.dir, &PageLog::new(index)).or_raise();
     let (filter, recheck) = compile_keys(&layout, &snap, keys).ok()?;
     Some(Knn {
         snap,

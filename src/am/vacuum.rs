@@ -6,8 +6,10 @@
 
 use hybrid_engine::manifest::Manifest;
 use hybrid_engine::text::maintenance::{self, MergePolicy};
+use hybrid_engine::text::pending;
 use pgrx::prelude::*;
 
+use crate::am::log_pages::PageLog;
 use crate::error::OrRaise;
 use crate::{gucs, layout, sidecar};
 
@@ -49,7 +51,8 @@ pub unsafe extern "C-unwind" fn ambulkdelete(
         callback(&mut tid, callback_state)
     };
     let mut progress = |_n: u64| crate::check_for_interrupts();
-    let result = maintenance::bulk_delete(&dir, &mut is_dead, &mut progress).or_raise();
+    let log = PageLog::new(index);
+    let result = maintenance::bulk_delete(&dir, &log, &mut is_dead, &mut progress).or_raise();
     (*stats).tuples_removed += result.deleted as f64;
     (*stats).num_index_tuples = result.remaining as f64;
     stats
@@ -71,6 +74,8 @@ pub unsafe extern "C-unwind" fn amvacuumcleanup(
     }
     let _lock = maintenance::lock_maintenance(&dir, crate::wait_a_little).or_raise();
     let policy = MergePolicy { merge_factor: gucs::MERGE_FACTOR.get() as usize, ..Default::default() };
+    // The log's rows go into a segment first, so an idle index ends up with none in memory.
+    pending::drain(&dir, &PageLog::new(index)).or_raise();
     maintenance::merge_until_settled(&dir, &policy, crate::check_for_interrupts).or_raise();
     maintenance::sweep_staging(&dir).or_raise();
     let m = Manifest::read(&dir).or_raise();

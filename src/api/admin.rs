@@ -12,6 +12,7 @@ pub(crate) mod hybrid {
     use pgrx::{PgRelation, PgSqlErrorCode};
 
     use crate::am::hybrid_am_oid;
+    use crate::am::log_pages::PageLog;
     use crate::catalog::tenants::{require_owner_or_admin, require_select};
     use crate::error::{raise_with, OrRaise};
     use crate::{layout, sidecar, xact};
@@ -75,7 +76,7 @@ pub(crate) mod hybrid {
         // SAFETY: rel is an open index relation.
         let dir = unsafe { sidecar::index_dir(rel.as_ptr()) };
         xact::flush(&dir);
-        let snap = sidecar::snapshot(&dir).or_raise();
+        let snap = sidecar::snapshot(&dir, &unsafe { PageLog::new(rel.as_ptr()) }).or_raise();
         let m = snap.manifest();
         let bytes = hybrid_engine::fsutil::dir_size(&dir).unwrap_or(0);
         let (fields, vector_bytes) = field_stats(&snap).or_raise();
@@ -118,7 +119,7 @@ pub(crate) mod hybrid {
         // SAFETY: index is an open index relation.
         let dir = unsafe { sidecar::index_dir(index.as_ptr()) };
         xact::flush(&dir);
-        let snap = sidecar::snapshot(&dir).or_raise();
+        let snap = sidecar::snapshot(&dir, &unsafe { PageLog::new(index.as_ptr()) }).or_raise();
         let (stats, _) = field_stats(&snap).or_raise();
         let rows: Vec<_> = snap
             .config()
@@ -153,7 +154,8 @@ pub(crate) mod hybrid {
         let dir = unsafe { sidecar::index_dir(rel.as_ptr()) };
         xact::flush(&dir);
         let _lock = maintenance::lock_maintenance(&dir, crate::wait_a_little).or_raise();
-        maintenance::merge_all(&dir).or_raise()
+        // SAFETY: rel is an open index relation.
+        maintenance::merge_all(&dir, &unsafe { PageLog::new(rel.as_ptr()) }).or_raise()
     }
 
     struct VerifyState {
@@ -232,7 +234,7 @@ pub(crate) mod hybrid {
             let heap = pg_sys::table_open(heap_oid, pg_sys::AccessShareLock as _);
             let dir = sidecar::index_dir(rel.as_ptr());
             xact::flush(&dir);
-            let snap = sidecar::snapshot(&dir).or_raise();
+            let snap = sidecar::snapshot(&dir, &PageLog::new(rel.as_ptr())).or_raise();
             let entries: HashSet<u64> = snap.all_ctids().or_raise().into_iter().collect();
 
             let snapshot = pg_sys::RegisterSnapshot(pg_sys::GetTransactionSnapshot());

@@ -8,7 +8,7 @@ mod hybrid {
     use pgrx::PgSqlErrorCode;
 
     use crate::catalog::as_extension_owner;
-    use crate::catalog::tenants::{current_user, index_folder, is_admin, tenant_of_role, usage_of};
+    use crate::catalog::tenants::{current_user, is_admin, tenant_of_role, usage_of_index};
     use crate::error::raise_with;
 
     /// Assigns `role` to `tenant`: the indexes it creates from now on belong to that tenant.
@@ -92,10 +92,7 @@ mod hybrid {
         .unwrap_or_default();
         let rows: Vec<_> = oids
             .into_iter()
-            .filter_map(|o| index_folder(o).map(|d| {
-                let (docs, bytes) = usage_of(&d);
-                (o, docs, bytes)
-            }))
+            .filter_map(|o| usage_of_index(o).map(|(docs, bytes)| (o, docs, bytes)))
             .collect();
         TableIterator::new(rows)
     }

@@ -11,16 +11,17 @@
 //! counts afresh. A plain `INSERT ... WHERE (SELECT count(*) ...) < limit` would let both see
 //! the old count. Tenants without limits take no lock.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use hybrid_engine::manifest::Manifest;
+use hybrid_engine::text::pending::{LogSource, NoLog};
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 use pgrx::{PgBuiltInOids, PgOid};
 
 use super::as_extension_owner;
 use crate::error::raise_with;
+use crate::am::log_pages::PageLog;
 use crate::sidecar;
 
 /// The tenant indexes go to when their creator has none.
@@ -178,9 +179,9 @@ fn exceeded(tenant: &str, what: &str, limit: i64, usage: i64, adding: i64) -> ! 
     )
 }
 
-/// Folders of the hybrid indexes of `tenant` in this database, by index OID.
-fn tenant_folders(tenant: &str) -> BTreeMap<u32, PathBuf> {
-    let oids: Vec<pg_sys::Oid> = as_extension_owner(|| {
+/// The hybrid indexes of `tenant` in this database.
+fn tenant_indexes(tenant: &str) -> Vec<pg_sys::Oid> {
+    as_extension_owner(|| {
         Spi::connect(|c| {
             let rows = c.select(
                 "SELECT r.index_oid FROM hybrid.index_registry r JOIN pg_catalog.pg_class c ON c.oid = r.index_oid WHERE r.tenant = $1",
@@ -196,8 +197,7 @@ fn tenant_folders(tenant: &str) -> BTreeMap<u32, PathBuf> {
             Ok::<_, pgrx::spi::Error>(v)
         })
     })
-    .unwrap_or_else(|e| pgrx::error!("pg_hybrid: could not list the indexes of tenant {tenant}: {e}"));
-    oids.into_iter().filter_map(|o| index_folder(o).map(|d| (o.to_u32(), d))).collect()
+    .unwrap_or_else(|e| pgrx::error!("pg_hybrid: could not list the indexes of tenant {tenant}: {e}"))
 }
 
 /// The folder of hybrid index `oid`, if it still exists.
@@ -214,11 +214,26 @@ pub fn index_folder(oid: pg_sys::Oid) -> Option<PathBuf> {
     }
 }
 
-/// Live documents and bytes on disk of the index in `dir` (0, 0 if unreadable).
-pub fn usage_of(dir: &std::path::Path) -> (i64, i64) {
+/// Live documents and bytes on disk of the index `oid`, if it exists (0, 0 if unreadable).
+pub fn usage_of_index(oid: pg_sys::Oid) -> Option<(i64, i64)> {
+    // SAFETY: opens the relation with a lock that does not conflict with writers, and closes it.
+    unsafe {
+        let rel = pg_sys::try_relation_open(oid, pg_sys::AccessShareLock as _);
+        if rel.is_null() {
+            return None;
+        }
+        let usage = usage_of(&sidecar::index_dir(rel), &PageLog::new(rel));
+        pg_sys::relation_close(rel, pg_sys::AccessShareLock as _);
+        Some(usage)
+    }
+}
+
+/// Live documents and bytes on disk of the index in `dir` whose pending log is `log` (0, 0 if
+/// unreadable).
+pub fn usage_of(dir: &std::path::Path, log: &dyn LogSource) -> (i64, i64) {
     // Rows in the pending log count as much as those in segments.
     let docs = Manifest::read(dir)
-        .map(|m| m.num_docs() + hybrid_engine::text::pending::pending_docs(dir, &m).unwrap_or(0))
+        .map(|m| m.num_docs() + hybrid_engine::text::pending::pending_docs(log, &m).unwrap_or(0))
         .map_or(0, |n| n as i64);
     let bytes = hybrid_engine::fsutil::dir_size(dir).unwrap_or(0) as i64;
     (docs, bytes)
@@ -276,8 +291,7 @@ pub fn check_growth(growth: &Growth, index_limit: Option<i64>) {
     }
     serialise(&tenant);
     if let Some(max) = index_limit {
-        if let Some(dir) = index_folder(growth.index_oid) {
-            let (docs, _) = usage_of(&dir);
+        if let Some((docs, _)) = usage_of_index(growth.index_oid) {
             if docs + growth.docs > max {
                 index_exceeded(growth.index_oid, &tenant, max, docs, growth.docs);
             }
@@ -286,8 +300,10 @@ pub fn check_growth(growth: &Growth, index_limit: Option<i64>) {
     if l.max_documents.is_none() && l.max_bytes.is_none() {
         return;
     }
-    let (used_docs, used_bytes) =
-        tenant_folders(&tenant).values().map(|d| usage_of(d)).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let (used_docs, used_bytes) = tenant_indexes(&tenant)
+        .into_iter()
+        .filter_map(usage_of_index)
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
     if let Some(max) = l.max_documents {
         if used_docs + growth.docs > max {
             exceeded(&tenant, "documents", max, used_docs, growth.docs);
@@ -314,7 +330,8 @@ fn index_exceeded(index: pg_sys::Oid, tenant: &str, max: i64, docs: i64, adding:
 /// After a build: refuse an index larger than its own `max_documents` option (`index_limit`),
 /// or that takes its tenant beyond `max_documents` or `max_bytes`.
 pub fn check_built(tenant: &str, dir: &std::path::Path, index: pg_sys::Oid, index_limit: Option<i64>) {
-    let (docs, bytes) = usage_of(dir);
+    // Just built: nothing is in its pending log.
+    let (docs, bytes) = usage_of(dir, &NoLog);
     if let Some(max) = index_limit {
         if docs > max {
             index_exceeded(index, tenant, max, 0, docs);
@@ -329,9 +346,9 @@ pub fn check_built(tenant: &str, dir: &std::path::Path, index: pg_sys::Oid, inde
     }
     serialise(tenant);
     let (mut used_docs, mut used_bytes) = (0, 0);
-    for (oid, d) in tenant_folders(tenant) {
-        if oid != index.to_u32() && d != dir {
-            let (a, b) = usage_of(&d);
+    for oid in tenant_indexes(tenant) {
+        if oid != index && index_folder(oid).is_some_and(|d| d != dir) {
+            let (a, b) = usage_of_index(oid).unwrap_or((0, 0));
             used_docs += a;
             used_bytes += b;
         }

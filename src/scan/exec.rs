@@ -24,6 +24,7 @@ use pgrx::{PgList, PgMemoryContexts};
 use super::plan::PrivateInfo;
 use super::registry::{self, ActiveScan};
 use super::EXEC_METHODS;
+use crate::am::log_pages::PageLog;
 use crate::error::OrRaise;
 use crate::layout::{self, Layout, Role};
 use crate::{gucs, sidecar, xact};
@@ -98,7 +99,7 @@ impl Runtime {
         self.started = true;
         let mut queries: Vec<Box<dyn Query>> = Vec::new();
         xact::flush(&self.layout.dir);
-        let snap = sidecar::snapshot(&self.layout.dir).or_raise();
+        let snap = sidecar::snapshot(&self.layout.dir, &PageLog::new(self.index)).or_raise();
         for (i, state) in self.exprs.iter().enumerate() {
             let mut isnull = false;
             let datum = pg_sys::ExecEvalExprSwitchContext(*state, econtext, &mut isnull);

@@ -87,6 +87,7 @@ pub unsafe fn catch_up(
         let _lock = maintenance::lock_maintenance(dir, crate::wait_a_little).or_raise();
         let deleted = maintenance::bulk_delete(
             dir,
+            &hybrid_engine::text::pending::NoLog,
             &mut |ctid| unconfirmed.binary_search(&ctid).is_ok(),
             &mut |n| {
                 if !feedback.step(|| format!("restore of {name}: checked {n} entries for deletion")) {

@@ -18,6 +18,8 @@ use hybrid_engine::snapshot::{verify_local, SnapshotInfo};
 use pgrx::prelude::*;
 
 use super::catchup::{catch_up, CatchUp};
+use crate::am::log_pages::PageLog;
+use hybrid_engine::text::pending::LogSource;
 use super::{engine_progress, megabytes, store, Feedback};
 use crate::am::build::{self, PHASE_CATCH_UP, PHASE_DOWNLOAD};
 use crate::error::OrRaise;
@@ -132,7 +134,11 @@ pub unsafe fn restore_index(index_oid: pg_sys::Oid, why: &Why, feedback: &mut Fe
     // Name this index, stamp the server's position, and make the generation newer than any a
     // reader may hold of the folder being replaced (readers reload on a new generation).
     let old_generation = Manifest::read(&live).map(|m| m.hybrid.generation).unwrap_or(0);
+    // The folder now accounts for every row of the table: what the index's pending log holds
+    // (writers are locked out) is not to be searched on top of it.
+    let log_tail = PageLog::new(index).tail().or_raise();
     let m = manifest::publish(&stage, |m| {
+        m.hybrid.log.from = log_tail;
         m.hybrid.identity = identity.clone();
         m.hybrid.generation = m.hybrid.generation.max(old_generation);
         Ok(())

@@ -9,6 +9,7 @@ use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
 use super::{engine_progress, megabytes, store, Feedback};
+use crate::am::log_pages::PageLog;
 use crate::catalog;
 use crate::error::{raise_with, sqlstate};
 use crate::gucs;
@@ -26,16 +27,10 @@ pub enum Upload {
 
 /// Uploads the current generation of the index folder `dir` as a new snapshot of `identity`,
 /// then applies retention. Waits for another snapshot of the same index to finish first.
-pub fn upload(dir: &Path, identity: &IndexIdentity, feedback: &mut Feedback) -> hybrid_engine::Result<Upload> {
+/// `position` comes from [`drained_position`].
+pub fn upload(dir: &Path, identity: &IndexIdentity, position: PgPosition, feedback: &mut Feedback) -> hybrid_engine::Result<Upload> {
     let store = store()?;
     let Some(_lock) = lock(dir, identity, feedback)? else { return Ok(Upload::Stopped) };
-    // Every change committed before this position was published into the folder before its
-    // commit record, so the generation pinned after reading it covers it.
-    let now = crate::position::current();
-    let position = PgPosition { lsn: now.lsn, timeline: now.timeline, system_identifier: now.system_identifier };
-    // Rows committed into the pending log are not in any segment yet: write them as one, so
-    // the generation pinned below covers every commit before `now`.
-    hybrid_engine::text::pending::drain(dir)?;
     let retention = Retention { keep_last: gucs::SNAPSHOT_RETENTION.get().max(1) as usize, collect_garbage: true };
     let label = format!("snapshot of {}", identity.name);
     let mut stop = false;
@@ -80,6 +75,25 @@ fn lock(dir: &Path, identity: &IndexIdentity, feedback: &mut Feedback) -> hybrid
     }
 }
 
+/// The position a snapshot of index `index` (folder `dir`) taken from now on covers: the
+/// server's position, read before the index's pending log is drained into a segment. Every
+/// change committed before it was in the folder or the log before its commit record, so once
+/// the log is drained the generation pinned afterwards covers it. Runs in a transaction (the
+/// log is in the index relation's pages).
+pub fn drained_position(index: pg_sys::Oid, dir: &Path) -> hybrid_engine::Result<PgPosition> {
+    let now = crate::position::current();
+    // SAFETY: opened with a lock that does not conflict with writers, closed below.
+    unsafe {
+        let rel = pg_sys::try_relation_open(index, pg_sys::AccessShareLock as _);
+        if !rel.is_null() {
+            let drained = hybrid_engine::text::pending::drain(dir, &PageLog::new(rel));
+            pg_sys::relation_close(rel, pg_sys::AccessShareLock as _);
+            drained?;
+        }
+    }
+    Ok(PgPosition { lsn: now.lsn, timeline: now.timeline, system_identifier: now.system_identifier })
+}
+
 /// Snapshots index `index` (folder `dir`) in this backend and records it in
 /// `hybrid.snapshot_log`, within the caller's transaction. Raises an ERROR if it cannot
 /// (`context` prefixes the message); a cancel raises the cancel.
@@ -92,7 +106,8 @@ pub fn now(index: pg_sys::Oid, dir: &Path, context: &str, feedback: &mut Feedbac
         )
     };
     let started = unix_now();
-    match upload(dir, &identity, feedback) {
+    let result = drained_position(index, dir).and_then(|position| upload(dir, &identity, position, feedback));
+    match result {
         Ok(Upload::Done(report)) => {
             let keep = gucs::SNAPSHOT_RETENTION.get().max(1) as usize;
             catalog::snapshots::record(&identity, &super::url(), &report, started, keep);

@@ -22,12 +22,14 @@ use std::path::PathBuf;
 use hybrid_engine::manifest::Manifest;
 use hybrid_engine::snapshot::{sweep_pins, verify_local};
 use hybrid_engine::text::maintenance::{self, MergePolicy};
+use hybrid_engine::text::pending;
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use pgrx::PgLogLevel;
 
 use super::{status, sweep};
+use crate::am::log_pages::PageLog;
 use crate::snapshots::restore::{restore_index, Why};
 use crate::snapshots::take::{self, Upload};
 use crate::snapshots::{self, Feedback};
@@ -228,6 +230,9 @@ fn merge(index: &Index, slot: &status::Handle) {
     if !index.dir.exists() {
         return;
     }
+    // The log's rows go into a segment first (an idle index then searches none from memory);
+    // the log is in the index relation's pages, read in a transaction.
+    BackgroundWorker::transaction(AssertUnwindSafe(|| drain(index)));
     let result = (|| -> hybrid_engine::Result<usize> {
         let Some(_lock) = maintenance::try_lock_maintenance(&index.dir)? else { return Ok(0) };
         maintenance::sweep_staging(&index.dir)?;
@@ -242,6 +247,30 @@ fn merge(index: &Index, slot: &status::Handle) {
         Ok(0) => {}
         Ok(n) => pgrx::debug1!("pg_hybrid: {n} merges of {}", index.name),
         Err(e) => pgrx::error!("{e}"),
+    }
+}
+
+/// Drains the pending log of `index` if nobody else is (in a transaction).
+fn drain(index: &Index) {
+    with_log(index, |log| {
+        if let Err(e) = pending::try_drain(&index.dir, log) {
+            pgrx::error!("{e}");
+        }
+    });
+}
+
+/// Runs `work` with the pending log of `index`, if the index still exists (in a transaction).
+fn with_log(index: &Index, work: impl FnOnce(&PageLog)) {
+    // SAFETY: opened with a lock that does not conflict with writers, closed below.
+    unsafe {
+        let rel = pg_sys::try_relation_open(index.oid, pg_sys::AccessShareLock as _);
+        if rel.is_null() {
+            return;
+        }
+        if sidecar::index_dir(rel) == index.dir {
+            work(&PageLog::new(rel));
+        }
+        pg_sys::relation_close(rel, pg_sys::AccessShareLock as _);
     }
 }
 
@@ -265,7 +294,9 @@ fn snapshot_if_due(index: &Index, slot: &status::Handle) {
     }
     let started = take::unix_now();
     let keep = gucs::SNAPSHOT_RETENTION.get().max(1) as usize;
-    match take::upload(&index.dir, &identity, &mut Feedback::worker(slot)) {
+    let result = BackgroundWorker::transaction(AssertUnwindSafe(|| take::drained_position(index.oid, &index.dir)))
+        .and_then(|position| take::upload(&index.dir, &identity, position, &mut Feedback::worker(slot)));
+    match result {
         Ok(Upload::Done(report)) => BackgroundWorker::transaction(AssertUnwindSafe(|| {
             catalog::snapshots::record(&identity, &url, &report, started, keep)
         })),

@@ -1,5 +1,5 @@
-//! Merges by the background worker: a stream of one-row commits (one segment each, with the
-//! committers' own merging turned off) stays at a bounded number of segments; after deleting
+//! Merges by the background worker: a stream of one-row commits (drained from the pending log
+//! into small segments, with the committers' own merging turned off) stays at a bounded number of segments; after deleting
 //! most rows, VACUUM and the worker give the disk space back; readers get exact results while
 //! a merge replaces the segments under them.
 
@@ -44,6 +44,9 @@ fn the_worker_keeps_segments_bounded_and_gives_space_back() {
             "hybrid.snapshot_interval = 0",
             // Committers do not merge: bounding the segments is the worker's job here.
             "hybrid.inline_merge = off",
+            // One-row commits go to the pending log; committers drain it into a segment every
+            // ~100 rows, so the stream makes a couple of hundred small segments.
+            "hybrid.log_drain_size = 16",
             &format!("hybrid.merge_factor = {MERGE_FACTOR}"),
         ],
     );

@@ -1,12 +1,11 @@
-//! The pending log through SQL (see `text::pending`): single-row commits are appended to the
-//! index's log instead of becoming segments, are found at once by other sessions and every scan
+//! The pending log through SQL (see `text::pending`, `am::log_pages`): single-row commits are
+//! appended to the index's log (in the index relation's pages) instead of becoming segments, are found at once by other sessions and every scan
 //! kind with the scores a segment would give them, are counted, are deleted by VACUUM, are
 //! drained into segments by committers, `force_merge` and snapshots, and survive `kill -9`.
 
 mod snaputil;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use pg_hybrid_tests::*;
 use snaputil::{restore, snapshot_now, snapshot_rows};
@@ -24,14 +23,9 @@ fn insert_one_by_one(c: &mut Client, ids: std::ops::RangeInclusive<i64>) {
     }
 }
 
-/// Bytes in the index's pending log files.
-fn log_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_name().to_str().is_some_and(|n| n.starts_with("pending.") && n.ends_with(".log")))
-        .map(|e| e.metadata().unwrap().len())
-        .sum()
+/// Bytes of the index relation: its metapage and the pages of its pending log.
+fn log_bytes(c: &mut Client, index: &str) -> i64 {
+    c.query_one("SELECT pg_relation_size($1::text::regclass)", &[&index]).unwrap().get(0)
 }
 
 /// The top 20 of a ranked search: (id, score).
@@ -54,8 +48,7 @@ fn single_row_commits_are_appended_to_the_log_and_found_at_once() {
     create_docs(&mut a);
     insert_docs(&mut a, &(1..=200).collect::<Vec<_>>());
     let before = index_info(&mut a, "docs_search");
-    let dir = std::path::PathBuf::from(&before.directory);
-    let log_before = log_bytes(&dir);
+    let log_before = log_bytes(&mut a, "docs_search");
     force_index(&mut b);
 
     let insert = a.prepare("INSERT INTO docs (id, title, body, lang) VALUES ($1, $2, $3, 'en')").unwrap();
@@ -66,7 +59,7 @@ fn single_row_commits_are_appended_to_the_log_and_found_at_once() {
     let after = index_info(&mut a, "docs_search");
     assert_eq!(after.segments, before.segments, "single-row commits wrote segments instead of the log");
     assert_eq!(after.documents, before.documents + 120, "rows in the log are counted");
-    assert!(log_bytes(&dir) > log_before, "nothing was appended to the pending log");
+    assert!(log_bytes(&mut a, "docs_search") > log_before, "nothing was appended to the pending log");
 
     let in_table = id_set(&mut b, "SELECT id FROM docs");
     assert_every_scan_kind_finds(&mut b, &in_table, "");
@@ -138,6 +131,46 @@ fn committers_drain_a_long_log_into_segments() {
     let after = index_info(&mut c, "docs_search");
     assert_eq!(after.generation, before.generation + 3, "{before:?} -> {after:?}");
     assert_verify_ok(&mut c, "docs_search");
+}
+
+#[test]
+fn a_full_log_is_drained_by_its_appender_and_its_pages_reused() {
+    let mut cluster = quiet_cluster("log_ring");
+    let mut c = cluster.connect();
+    let mut reader = cluster.connect();
+    create_docs(&mut c);
+    insert_docs(&mut c, &(1..=100).collect::<Vec<_>>());
+    force_index(&mut reader);
+    let before = index_info(&mut c, "docs_search");
+    // Committers never drain: only a full log makes room for itself.
+    c.batch_execute("SET hybrid.log_drain_size = '1GB'").unwrap();
+    // ~4 kB records: 2,500 of them pass through the 4 MB of log pages more than twice.
+    let insert = c
+        .prepare("INSERT INTO docs (id, title, body, lang) VALUES ($1, $2, $3 || repeat(' filler', 600), 'en')")
+        .unwrap();
+    for id in 1001..=3500i64 {
+        c.execute(&insert, &[&id, &title_of(id), &body_of(id, 0)]).unwrap();
+        if id % 250 == 0 {
+            assert_eq!(search_ids(&mut reader, &token(id)), BTreeSet::from([id]), "row {id} not found by another session");
+        }
+    }
+    let after = index_info(&mut c, "docs_search");
+    assert_eq!(after.documents, 2600);
+    assert!(after.segments > before.segments, "a full log was never drained: {before:?} -> {after:?}");
+    let max_bytes = (1 + 512) * 8192;
+    let bytes = log_bytes(&mut c, "docs_search");
+    assert!(bytes <= max_bytes, "the log's pages were not reused: {bytes} bytes");
+    let in_table = id_set(&mut c, "SELECT id FROM docs");
+    assert_every_scan_kind_finds(&mut reader, &in_table, "");
+    // Crash recovery replays the log's pages, wrapped around as they are.
+    drop((c, reader));
+    cluster.kill9();
+    let mut c = cluster.connect();
+    force_index(&mut c);
+    assert_every_scan_kind_finds(&mut c, &in_table, " after kill -9");
+    assert_eq!(index_info(&mut c, "docs_search").documents, 2600);
+    assert_verify_ok(&mut c, "docs_search");
+    cluster.assert_no_backend_crash();
 }
 
 #[test]

@@ -105,11 +105,10 @@ pub struct HybridMeta {
     pub log: LogState,
 }
 
-/// Which pending log file is current (`pending.<seq>.log`) and where in it the records not yet
-/// written as segments start. Every record before `from` is in a segment of this manifest.
+/// Where the pending log's records not yet written as segments start (an offset in the log's
+/// stream, see `text::pending`). Every record before `from` is in a segment of this manifest.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogState {
-    pub seq: u64,
     pub from: u64,
 }
 

@@ -347,7 +347,7 @@ fn retention_keeps_shared_blobs_and_collects_the_rest_after_grace() {
     let s2 = s.snapshot(&dir, &id, pos(2), &keep(2), &mut no_progress).unwrap();
     let b2 = manifest_blobs(&s, "u3", s2.sequence);
     let lock = maintenance::try_lock_maintenance(&dir).unwrap().unwrap();
-    assert!(maintenance::merge_all(&dir).unwrap()); // C = A + B
+    assert!(maintenance::merge_all(&dir, &hybrid_engine::text::pending::NoLog).unwrap()); // C = A + B
     drop(lock);
     let s3 = s.snapshot(&dir, &id, pos(3), &keep(2), &mut no_progress).unwrap();
     // Snapshot 1 is gone, but everything of it is shared with 2 except its meta.json, which
@@ -617,7 +617,7 @@ fn pinned_files_survive_merges_and_garbage_collection() {
     assert_eq!(pin.files().len(), (built + 2) * 6 + 1);
 
     let lock = maintenance::try_lock_maintenance(&dir).unwrap().unwrap();
-    assert!(maintenance::merge_all(&dir).unwrap());
+    assert!(maintenance::merge_all(&dir, &hybrid_engine::text::pending::NoLog).unwrap());
     drop(lock);
     assert_eq!(hybrid_engine::manifest::collect_garbage(&dir).unwrap(), 0, "merge collected already");
     let now = Manifest::read(&dir).unwrap();
@@ -647,7 +647,7 @@ fn a_merge_during_the_upload_does_not_disturb_it() {
         .snapshot(&dir, &ident("u9"), pos(1), &keep(3), &mut |p: Progress| {
             if p.phase == Phase::Uploading && p.files_done == 2 && !merged {
                 let _lock = maintenance::try_lock_maintenance(&dir)?.unwrap();
-                merged = maintenance::merge_all(&dir)?;
+                merged = maintenance::merge_all(&dir, &hybrid_engine::text::pending::NoLog)?;
                 hybrid_engine::manifest::collect_garbage(&dir)?;
             }
             Ok(())

@@ -177,7 +177,7 @@ fn deletes_then_merge_shrink_the_index_and_readers_follow() {
     assert_eq!(keys(&reader, "rust", Some(1)), vec![1, 2, 3]);
     let _lock = maintenance::lock_maintenance(&dir, || {}).unwrap();
     let dead = [doc(2).ctid, doc(5).ctid];
-    let stats = maintenance::bulk_delete(&dir, &mut |c| dead.contains(&c), &mut |_| {}).unwrap();
+    let stats = maintenance::bulk_delete(&dir, &hybrid_engine::text::pending::NoLog, &mut |c| dead.contains(&c), &mut |_| {}).unwrap();
     assert_eq!(stats.deleted, 2);
     assert_eq!(stats.remaining, CORPUS.len() as u64 - 2);
     assert!(reader.refresh().unwrap());
@@ -193,7 +193,7 @@ fn deletes_then_merge_shrink_the_index_and_readers_follow() {
     assert_eq!(m.num_docs(), CORPUS.len() as u64 - 2);
     assert!(reader.refresh().unwrap());
     assert_eq!(keys(&reader, "rust", Some(1)), vec![1, 3]);
-    maintenance::merge_all(&dir).unwrap();
+    maintenance::merge_all(&dir, &hybrid_engine::text::pending::NoLog).unwrap();
     let m = Manifest::read(&dir).unwrap();
     assert_eq!(m.segments.len(), 1);
     // Only the live segment's files and our own files remain.

@@ -298,7 +298,7 @@ fn deleted_and_null_rows_are_never_returned() {
     let mut idx = TextIndex::open(&dir).unwrap();
     let dead: HashSet<u64> = (0..n).filter(|i| i % 3 == 0).map(ctid_of).collect();
     let _lock = maintenance::lock_maintenance(&dir, || {}).unwrap();
-    let stats = maintenance::bulk_delete(&dir, &mut |c| dead.contains(&c), &mut |_| {}).unwrap();
+    let stats = maintenance::bulk_delete(&dir, &hybrid_engine::text::pending::NoLog, &mut |c| dead.contains(&c), &mut |_| {}).unwrap();
     assert_eq!(stats.deleted as usize, dead.len());
     assert!(idx.refresh().unwrap());
     let live = |i: usize| !is_null(i) && !dead.contains(&ctid_of(i));
@@ -327,7 +327,7 @@ fn deleted_and_null_rows_are_never_returned() {
     };
     check(&idx.snapshot(), "one third deleted");
     // Compaction drops the deleted rows and rebuilds the graph.
-    assert!(maintenance::merge_all(&dir).unwrap());
+    assert!(maintenance::merge_all(&dir, &hybrid_engine::text::pending::NoLog).unwrap());
     assert!(idx.refresh().unwrap());
     let snap = idx.snapshot();
     assert_eq!(snap.manifest().num_deleted(), 0);
@@ -386,7 +386,7 @@ fn bulk_build_and_segment_writes_agree() {
     };
     compare(&snap, "10 segments");
     let _lock = maintenance::lock_maintenance(&seg, || {}).unwrap();
-    assert!(maintenance::merge_all(&seg).unwrap());
+    assert!(maintenance::merge_all(&seg, &hybrid_engine::text::pending::NoLog).unwrap());
     assert!(seg_idx.refresh().unwrap());
     let snap = seg_idx.snapshot();
     assert_eq!(snap.searcher().segment_readers().len(), 1);
@@ -422,7 +422,7 @@ fn vector_files_follow_segments_and_text_indexes_have_none() {
     let hit = idx.snapshot().knn(0, &[1.0, 2.0, 3.0, 4.0], 1, 10, None, 0).unwrap();
     assert!(hit.hits.iter().any(|h| h.1 == ctid_of(1000)) || hit.hits[0].0 <= -30.0);
     let _lock = maintenance::lock_maintenance(&dir, || {}).unwrap();
-    maintenance::merge_all(&dir).unwrap();
+    maintenance::merge_all(&dir, &hybrid_engine::text::pending::NoLog).unwrap();
     let m = Manifest::read(&dir).unwrap();
     assert_eq!(m.segments.len(), 1);
     let hvec: Vec<String> = files(&dir).into_iter().filter(|x| x.ends_with(".hvec")).collect();

@@ -12,6 +12,7 @@ use tantivy::fastfield::write_alive_bitset;
 use tantivy::index::{SegmentComponent, SegmentId};
 use tantivy::{Index, Segment, SegmentReader};
 
+use crate::text::pending::LogSource;
 use crate::directory::SidecarDirectory;
 use crate::error::{Error, Result};
 use crate::fsutil::FileLock;
@@ -64,13 +65,14 @@ pub struct DeleteStats {
 /// maintenance lock.
 pub fn bulk_delete(
     dir: &Path,
+    log: &dyn LogSource,
     is_dead: &mut dyn FnMut(u64) -> bool,
     progress: &mut dyn FnMut(u64),
 ) -> Result<DeleteStats> {
     // Entries still in the pending log must be deletable too: write them as a segment first.
     // Records appended after this are by transactions still running, whose rows VACUUM did not
     // find dead.
-    crate::text::pending::drain(dir)?;
+    crate::text::pending::drain(dir, log)?;
     let m = Manifest::read(dir)?;
     let index = open_at(dir, &m)?;
     let opstamp = m.opstamp + 1;
@@ -236,9 +238,9 @@ pub fn merge(dir: &Path, ids: &[SegmentId]) -> Result<bool> {
 }
 
 /// Runs the merges `policy` asks for until none is left. Returns how many merges ran.
-/// The pending log is drained first. The caller holds the maintenance lock.
+/// The caller holds the maintenance lock, and drains the pending log first if it wants its
+/// rows merged too.
 pub fn merge_until_settled(dir: &Path, policy: &MergePolicy, mut between: impl FnMut()) -> Result<usize> {
-    crate::text::pending::drain(dir)?;
     let mut done = 0;
     loop {
         let m = Manifest::read(dir)?;
@@ -257,8 +259,8 @@ pub fn merge_until_settled(dir: &Path, policy: &MergePolicy, mut between: impl F
 
 /// Merges everything into one segment (hybrid.force_merge, and VACUUM FULL-like compaction).
 /// The pending log is drained first. The caller holds the maintenance lock.
-pub fn merge_all(dir: &Path) -> Result<bool> {
-    let drained = crate::text::pending::drain(dir)?;
+pub fn merge_all(dir: &Path, log: &dyn LogSource) -> Result<bool> {
+    let drained = crate::text::pending::drain(dir, log)?;
     let m = Manifest::read(dir)?;
     if m.segments.len() <= 1 && m.num_deleted() == 0 {
         // Already one segment (the drain's, if it wrote one).

@@ -3,60 +3,33 @@
 //! Writing a tantivy segment costs ~8 ms and ~10 fsyncs whatever its size (nine files, an fst
 //! per field, a manifest publish); a one-row commit paid that in full, so concurrent one-row
 //! INSERTs ran at 0.03x a GIN index's rate. Now a transaction that wrote a few rows appends
-//! them as one record to the index's pending log, `pending.<seq>.log`, and fsyncs it: one
-//! append and one fsync per commit (the fsyncs of concurrent commits overlap on the device). Readers index the log's records in memory (see `reader`), so committed rows are
-//! found at once; maintenance (the merge worker, VACUUM, snapshots, committers that find the
-//! log long) *drains* it: writes its records as one real segment and moves the manifest's
-//! `log.from` past them in the same publish, so every row is in exactly one of the two places.
+//! them as one record to the index's pending log. The log lives in the index relation's own
+//! pages and is WAL-logged (the Postgres side, `src/am/log_pages.rs`, like GIN's fast-update
+//! list): the record reaches the WAL after the rows' heap records and before the commit
+//! record, so the commit's one WAL flush makes both durable, crash recovery restores the log,
+//! and an entry can never outlive its row's WAL. Readers index the log's records in memory
+//! (see `reader`), so committed rows are found at once; maintenance (the merge worker, VACUUM,
+//! snapshots, committers that find the log long) *drains* it: writes its records as one real
+//! segment and moves the manifest's `log.from` past them in the same publish, so every row is
+//! in exactly one of the two places.
 //!
-//! Record: `MAGIC | payload length (u32) | the record's own file offset (u64) | crc32 of offset
-//! and payload (u32) | payload`, little-endian; the payload is a count and the documents. A
-//! crash can leave a torn record at the end (its transaction never committed: the fsync comes
-//! before the commit record); appends after a restart go after it, and readers skip it by
-//! searching for the next magic whose record names its own offset and whose checksum holds —
-//! bytes inside a payload (user text) cannot pass for a record unless they also name the
-//! exact offset they land at.
-//!
-//! Concurrency: appenders hold an exclusive `flock` on the log file only to learn its size and
-//! write (microseconds), then fsync without it, so concurrent commits' fsyncs overlap.
-//! Readers take the lock shared to learn the size, so everything before that size is written
-//! out: the only bytes that do not parse are torn ones. Rotation to a new file (when the old
-//! one is long) copies the records not yet drained into the new file, publishes it and unlinks
-//! the old one while holding the old one exclusively; an appender that then gets the lock sees
-//! the file unlinked and starts over. A reader that finds its log file gone re-reads the
-//! manifest: the file went with a publish that accounts for every record in it.
+//! Record: `MAGIC | payload length (u32) | the record's own stream offset (u64) | crc32 of
+//! offset and payload (u32) | payload`, little-endian; the payload is a count and the
+//! documents. The log's tail only moves past complete records, so readers never see a partial
+//! one; the offset and checksum still let a reader tell a record from stale bytes.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::fsutil::{self, flock};
-use crate::manifest::{self, LogState, Manifest};
+use crate::manifest::Manifest;
 use crate::text::writer::{publish_with, SegmentBuilder};
 use crate::text::{Document, KeyValue};
 
 const MAGIC: u32 = 0x474c_5948; // "HYLG"
-const HEADER: usize = 20;
+/// Bytes of a record's header.
+pub const HEADER: usize = 20;
 /// Largest payload a record may claim; anything bigger is a torn or foreign header.
 const MAX_PAYLOAD: usize = 1 << 30;
-/// A log longer than this is replaced by a fresh file (the records not drained yet are carried
-/// over).
-const ROTATE_BYTES: u64 = 4 << 20;
-/// A fully drained log longer than this is replaced too, so disk use follows the live rows
-/// once writes stop.
-const RETIRE_BYTES: u64 = 64 << 10;
-
-/// The log file of `seq` in the index folder `dir`.
-pub fn log_path(dir: &Path, seq: u64) -> PathBuf {
-    dir.join(format!("pending.{seq}.log"))
-}
-
-/// The sequence number of a log file name, if `name` is one.
-pub fn log_seq(name: &str) -> Option<u64> {
-    name.strip_prefix("pending.")?.strip_suffix(".log")?.parse().ok()
-}
 
 // ---------------------------------------------------------------------------------------------
 // Encoding
@@ -260,138 +233,55 @@ pub fn parse(bytes: &[u8], base: u64) -> Records {
     out
 }
 
-/// Reads the records of the log named by `state`, from byte `offset` (≥ `state.from`). A
-/// missing log file has nothing pending (see the module comment). Returns the records and the
-/// file's size.
-pub fn read_from(dir: &Path, state: LogState, offset: u64) -> Result<(Records, u64)> {
-    let path = log_path(dir, state.seq);
-    let mut f = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Records { end: offset, ..Default::default() }, 0)),
-        Err(e) => return Err(Error::io("open", &path, e)),
-    };
-    read_open(&mut f, &path, offset, true)
-}
-
-/// The records of the open log file `f` (at `path`) from byte `offset`, and its size. A reader
-/// that keeps its log open reads through it: a file retired by a rotation after the reader's
-/// manifest was read still holds every record that manifest needs. `lock`: take the shared
-/// lock to learn the size (not when the caller holds the file exclusively already).
-pub fn read_open(f: &mut File, path: &Path, offset: u64, lock: bool) -> Result<(Records, u64)> {
-    // Under the shared lock no append is half-written: every byte before `size` is final.
-    if lock {
-        flock(f, libc::LOCK_SH, path)?;
-    }
-    let size = f.metadata().map_err(|e| Error::io("stat", path, e));
-    if lock {
-        flock(f, libc::LOCK_UN, path)?;
-    }
-    let size = size?.len();
-    if size <= offset {
-        return Ok((Records { end: offset, ..Default::default() }, size));
-    }
-    f.seek(SeekFrom::Start(offset)).map_err(|e| Error::io("seek", path, e))?;
-    let mut bytes = Vec::with_capacity((size - offset) as usize);
-    f.take(size - offset).read_to_end(&mut bytes).map_err(|e| Error::io("read", path, e))?;
-    Ok((parse(&bytes, offset), size))
-}
-
-/// Documents pending in the log of manifest `m` (for usage counts and quotas).
-pub fn pending_docs(dir: &Path, m: &Manifest) -> Result<u64> {
-    Ok(read_from(dir, m.hybrid.log, m.hybrid.log.from)?.0.docs.len() as u64)
-}
-
 // ---------------------------------------------------------------------------------------------
-// Appending
+// Where the log lives
 
-/// Creates the empty log file `seq` in a folder being assembled (not published yet).
-pub(crate) fn create_empty_log(dir: &Path, seq: u64) -> Result<()> {
-    write_log_file(dir, seq, &[])
+/// The byte stream the log's records are appended to. The extension keeps it in the index
+/// relation's own pages, WAL-logged (`src/am/log_pages.rs`); the engine only reads it.
+///
+/// Offsets are positions in the stream since the index was built: they only grow. The
+/// manifest's `log.from` is such an offset; the space before it may be reused for new records.
+pub trait LogSource {
+    /// The offset just past the last complete record.
+    fn tail(&self) -> Result<u64>;
+    /// The bytes `[from, to)` (`to` ≤ a `tail()` seen before), or `None` when part of them has
+    /// been reused for newer records: a drain moved `log.from` past them, so the manifest the
+    /// caller holds is not the newest.
+    fn read(&self, from: u64, to: u64) -> Result<Option<Vec<u8>>>;
+    /// Makes every record read so far durable, so a drain may publish segments holding them
+    /// (a segment must never hold an entry whose row could still be lost in a crash).
+    fn make_durable(&self) -> Result<()>;
 }
 
-/// Creates the log file `seq`, durably, holding `carried` as its first record if not empty.
-/// A file of this number can only be left by a rotation that crashed before publishing: no
-/// manifest ever named it, so nobody appended to it, and it is replaced.
-fn write_log_file(dir: &Path, seq: u64, carried: &[Document]) -> Result<()> {
-    let path = log_path(dir, seq);
-    let f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| Error::io("create", &path, e))?;
-    if !carried.is_empty() {
-        (&f).write_all(&frame(&encode_payload(carried), 0)).map_err(|e| Error::io("write", &path, e))?;
+/// An index with nothing pending: a folder searched without its relation (the engine's own
+/// tools and tests, and a restore's staging folder).
+pub struct NoLog;
+
+impl LogSource for NoLog {
+    fn tail(&self) -> Result<u64> {
+        Ok(0)
     }
-    f.sync_all().map_err(|e| Error::io("fsync", &path, e))?;
-    fsutil::fsync_dir(dir)
-}
-
-/// Creates the log file `seq` (see [`write_log_file`]) and names it in `m`. Runs inside a
-/// publish, so the garbage collection of old logs never sees it unnamed.
-fn start_log(dir: &Path, m: &mut Manifest, seq: u64, carried: &[Document]) -> Result<()> {
-    write_log_file(dir, seq, carried)?;
-    m.hybrid.log = LogState { seq, from: 0 };
-    Ok(())
-}
-
-/// Where the log stood after an append.
-#[derive(Debug, Clone, Copy)]
-pub struct Appended {
-    /// The log's size just after the record.
-    pub size: u64,
-    /// Where its undrained records start (as of the manifest the append went by).
-    pub from: u64,
-}
-
-/// Appends a record of `payload` (from [`encode_payload`]) to the index's log and makes it
-/// durable.
-pub fn append(dir: &Path, payload: &[u8]) -> Result<Appended> {
-    for _ in 0..1000 {
-        let state = Manifest::read(dir)?.hybrid.log;
-        let seq = state.seq;
-        let path = log_path(dir, seq);
-        let f = match OpenOptions::new().append(true).open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // A folder restored from a snapshot, or written before the log existed: start
-                // a log. Unless someone else just did (or a rotation retired this one).
-                manifest::publish_if(dir, |m| {
-                    if m.hybrid.log.seq != seq {
-                        return Ok(false);
-                    }
-                    start_log(dir, m, seq + 1, &[])?;
-                    Ok(true)
-                })?;
-                continue;
-            }
-            Err(e) => return Err(Error::io("open", &path, e)),
-        };
-        flock(&f, libc::LOCK_EX, &path)?;
-        let md = f.metadata().map_err(|e| Error::io("stat", &path, e))?;
-        if md.nlink() == 0 {
-            // Retired by a rotation while we waited: the manifest names its successor.
-            continue;
-        }
-        let record = frame(payload, md.len());
-        // One write call: a failure can leave a torn record, never a record inside another.
-        let written = (&f).write(&record);
-        flock(&f, libc::LOCK_UN, &path)?;
-        let n = written.map_err(|e| Error::io("append to", &path, e))?;
-        if n != record.len() {
-            return Err(Error::io(
-                "append to",
-                &path,
-                std::io::Error::other(format!("short write ({n} of {} bytes)", record.len())),
-            ));
-        }
-        // Concurrent commits fsync side by side; a queue where one fsyncs for all (tried, with
-        // a lock file) ran at 0.75x: it serialises the fsyncs the device would overlap.
-        f.sync_data().map_err(|e| Error::io("fsync", &path, e))?;
-        return Ok(Appended { size: md.len() + n as u64, from: state.from });
+    fn read(&self, _from: u64, _to: u64) -> Result<Option<Vec<u8>>> {
+        Ok(Some(Vec::new()))
     }
-    Err(Error::io("append to", log_path(dir, 0), std::io::Error::other("the pending log kept being replaced")))
+    fn make_durable(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The complete records of `log` from offset `from` on, and where they end. `None`: the
+/// bytes were reused (see [`LogSource::read`]).
+pub fn read_from(log: &dyn LogSource, from: u64) -> Result<Option<Records>> {
+    let tail = log.tail()?;
+    if tail <= from {
+        return Ok(Some(Records { end: from, ..Default::default() }));
+    }
+    Ok(log.read(from, tail)?.map(|bytes| parse(&bytes, from)))
+}
+
+/// Documents pending in `log` after the manifest `m` (for usage counts and quotas).
+pub fn pending_docs(log: &dyn LogSource, m: &Manifest) -> Result<u64> {
+    Ok(read_from(log, m.hybrid.log.from)?.map_or(0, |r| r.docs.len() as u64))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -402,103 +292,63 @@ pub fn append(dir: &Path, payload: &[u8]) -> Result<Appended> {
 pub struct Drained {
     /// Documents written into a segment.
     pub docs: u64,
-    /// Whether the log file was replaced by a fresh one.
-    pub rotated: bool,
 }
 
 /// Held while a drain runs. Its own lock, not the maintenance lock: a long merge must not
 /// hold up drains (measured: readers re-indexing a log that grew behind a merge of the whole
-/// index answered at a fifth of their rate). Correctness does not rest on it (a drain publishes
-/// only if `log` is still what it read); it only keeps two drains from doing the same work.
+/// index answered at a fifth of their rate). It also makes `log.from` move only under it, so
+/// a drain reads bytes nobody may reuse meanwhile.
 pub const DRAIN_LOCK: &str = "drain.lock";
 
 /// Writes every complete record of the log as one segment, published together with the new
-/// start of the log, then replaces the log file if it is long. Waits for a drain running
-/// elsewhere to finish first, so every record appended before the call is in a segment when it
-/// returns.
-pub fn drain(dir: &Path) -> Result<Drained> {
+/// start of the log. Waits for a drain running elsewhere to finish first, so every record
+/// appended before the call is in a segment when it returns.
+pub fn drain(dir: &Path, log: &dyn LogSource) -> Result<Drained> {
     let _lock = crate::fsutil::FileLock::lock(&dir.join(DRAIN_LOCK))?;
-    drain_locked(dir)
+    drain_locked(dir, log)
 }
 
 /// Like [`drain`], unless another drain is running (then `None`: it does the work).
-pub fn try_drain(dir: &Path) -> Result<Option<Drained>> {
+pub fn try_drain(dir: &Path, log: &dyn LogSource) -> Result<Option<Drained>> {
     let Some(_lock) = crate::fsutil::FileLock::try_lock(&dir.join(DRAIN_LOCK))? else { return Ok(None) };
-    drain_locked(dir).map(Some)
+    drain_locked(dir, log).map(Some)
 }
 
-fn drain_locked(dir: &Path) -> Result<Drained> {
+fn drain_locked(dir: &Path, log: &dyn LogSource) -> Result<Drained> {
     let m = Manifest::read(dir)?;
-    let state = m.hybrid.log;
-    remove_old_logs(dir, state.seq)?;
-    let (records, _) = read_from(dir, state, state.from)?;
+    let from = m.hybrid.log.from;
+    let records = read_from(log, from)?.ok_or_else(|| {
+        // Only drains move `from`, and we hold the drain lock: nothing before the tail we
+        // read could be reused.
+        Error::io("read", dir, std::io::Error::other("the pending log was overwritten during a drain"))
+    })?;
     let mut out = Drained::default();
-    if records.end > state.from {
-        let staged = if records.docs.is_empty() {
-            None
-        } else {
-            let bytes: usize = records.docs.iter().map(Document::approx_bytes).sum();
-            let mut builder = SegmentBuilder::new(dir, &m, bytes.saturating_mul(4))?;
-            for d in &records.docs {
-                builder.add(d)?;
-            }
-            builder.finish()?
-        };
-        let published = publish_with(dir, staged.into_iter().collect(), |cur| {
-            if cur.hybrid.log != state {
-                return Ok(false);
-            }
-            cur.hybrid.log.from = records.end;
-            Ok(true)
-        })?;
-        if published.is_some() {
-            out.docs = records.docs.len() as u64;
+    if records.end <= from {
+        return Ok(out);
+    }
+    let staged = if records.docs.is_empty() {
+        None
+    } else {
+        let bytes: usize = records.docs.iter().map(Document::approx_bytes).sum();
+        let mut builder = SegmentBuilder::new(dir, &m, bytes.saturating_mul(4))?;
+        for d in &records.docs {
+            builder.add(d)?;
         }
-    }
-    out.rotated = rotate(dir)?;
-    Ok(out)
-}
-
-/// Replaces the log by a fresh file once it is long, or drained and not short. Records appended
-/// since the drain are carried over into the new file (under steady load the log is never
-/// empty).
-fn rotate(dir: &Path) -> Result<bool> {
-    let state = Manifest::read(dir)?.hybrid.log;
-    let path = log_path(dir, state.seq);
-    let mut f = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(Error::io("open", &path, e)),
+        builder.finish()?
     };
-    let len = f.metadata().map_err(|e| Error::io("stat", &path, e))?.len();
-    let drained = len == state.from;
-    if len < ROTATE_BYTES && !(drained && len >= RETIRE_BYTES) {
-        return Ok(false);
-    }
-    flock(&f, libc::LOCK_EX, &path)?;
-    // No append is in flight now: bytes after `from` are records appended since the drain
-    // (carried over) or the torn end of a crashed append (garbage, dropped).
-    let (records, _) = read_open(&mut f, &path, state.from, false)?;
-    let published = manifest::publish_if(dir, |m| {
-        if m.hybrid.log != state {
+    // WAL before data: the records must not be lost in a crash once a segment holds them.
+    log.make_durable()?;
+    let published = publish_with(dir, staged.into_iter().collect(), |cur| {
+        if cur.hybrid.log.from != from {
             return Ok(false);
         }
-        start_log(dir, m, state.seq + 1, &records.docs)?;
+        cur.hybrid.log.from = records.end;
         Ok(true)
     })?;
-    if published.is_none() {
-        return Ok(false);
+    if published.is_some() {
+        out.docs = records.docs.len() as u64;
     }
-    // Unlinked before the lock is released: an appender waiting for it sees the file gone.
-    remove_old_logs(dir, state.seq + 1)?;
-    drop(f);
-    Ok(true)
-}
-
-/// Removes log files older than `current` (retired by a rotation; left behind if it crashed
-/// before removing them).
-pub fn remove_old_logs(dir: &Path, current: u64) -> Result<usize> {
-    fsutil::remove_files_where(dir, |name| log_seq(name).is_some_and(|seq| seq < current))
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -551,13 +401,5 @@ mod tests {
         // not count.
         let elsewhere = frame(&encode_payload(&[doc(4, "forged")]), 7);
         assert!(parse(&elsewhere, 0).docs.is_empty());
-    }
-
-    #[test]
-    fn log_names() {
-        assert_eq!(log_seq("pending.12.log"), Some(12));
-        assert_eq!(log_seq("pending.x.log"), None);
-        assert_eq!(log_seq("meta.json"), None);
-        assert_eq!(log_path(Path::new("/d"), 3), Path::new("/d/pending.3.log"));
     }
 }

@@ -4,9 +4,9 @@
 //! bytes live once in the page cache whatever the number of backends (invariant 6); the private
 //! part is the reader's small per-segment bookkeeping.
 //!
-//! Before each scan the caller calls [`TextIndex::refresh`]: one `stat` of the manifest and an
-//! `fstat` of the pending log; only when another process published a new manifest or appended to the
-//! log is anything read and the searcher rebuilt. tantivy is handed exactly the manifest bytes
+//! Before each scan the caller calls [`TextIndex::refresh_with`]: one `stat` of the manifest and
+//! a look at the pending log's tail (a shared buffer); only when another process published a
+//! new manifest or appended to the log is anything read and the searcher rebuilt. tantivy is handed exactly the manifest bytes
 //! we parsed (plus the in-memory segments of the log's rows), so our view and its view never
 //! disagree.
 //!
@@ -29,8 +29,8 @@ use crate::analyzer::build_analyzer;
 use crate::config::IndexConfig;
 use crate::directory::{SidecarDirectory, MANIFEST_FILE};
 use crate::error::{Error, Result};
-use crate::manifest::{LogState, Manifest, SegmentEntry};
-use crate::text::pending;
+use crate::manifest::{Manifest, SegmentEntry};
+use crate::text::pending::{self, LogSource, NoLog};
 use crate::query::{self, DefaultOperator};
 use crate::schema::{fields_of, Fields, CTID_FIELD};
 use crate::text::writer::{build_in_memory, open_tantivy};
@@ -86,48 +86,38 @@ const MAX_TAIL_SEGMENTS: usize = 4;
 /// The pending log's rows as this process searches them.
 #[derive(Default)]
 struct Tail {
-    /// The log (and its start) the segments were read from.
-    state: LogState,
+    /// The start of the log (`log.from`) the segments were read from.
+    from: u64,
     /// Offset just past the last record read.
     end: u64,
-    /// The log's size when last read (`None`: not read yet).
-    size: Option<u64>,
+    /// The log's tail when last read (`None`: not read yet).
+    tail: Option<u64>,
     segments: Vec<(SegmentEntry, RamDirectory)>,
-    /// The log file, kept open: its size is then an `fstat`, not a path lookup, on every scan.
-    /// (A rotation changes `state`, which drops it; a folder swapped in reopens everything.)
-    file: Option<std::fs::File>,
 }
 
 impl Tail {
-    /// Catches up with the log of manifest `m`. Returns whether the segments changed, and
-    /// whether the log file was missing (see `TextIndex::refresh`).
-    fn update(&mut self, dir: &Path, m: &Manifest) -> Result<(bool, bool)> {
-        let state = m.hybrid.log;
+    /// Catches up with `log` after the manifest `m`. Returns whether the segments changed, and
+    /// whether the log had reused bytes `m` still names (then `m` is not the newest: see
+    /// `TextIndex::refresh`).
+    fn update(&mut self, m: &Manifest, log: &dyn LogSource) -> Result<(bool, bool)> {
+        let from = m.hybrid.log.from;
         let mut changed = false;
-        if state != self.state {
+        if from != self.from {
             changed = !self.segments.is_empty();
-            *self = Tail { state, end: state.from, size: None, segments: Vec::new(), file: None };
+            *self = Tail { from, end: from, tail: None, segments: Vec::new() };
         }
-        // Built only when needed: this runs before every scan.
-        let path = || pending::log_path(dir, state.seq);
-        if self.file.is_none() {
-            self.file = match std::fs::File::open(path()) {
-                Ok(f) => Some(f),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(Error::io("open", path(), e)),
-            };
-        }
-        let Some(file) = &mut self.file else {
-            return Ok((changed, true));
-        };
-        let size = file.metadata().map_err(|e| Error::io("stat", path(), e))?.len();
-        if self.size == Some(size) {
+        let tail = log.tail()?;
+        if self.tail == Some(tail) || tail <= self.end {
+            self.tail = Some(tail);
             return Ok((changed, false));
         }
         let rebuild = self.segments.len() >= MAX_TAIL_SEGMENTS;
-        let start = if rebuild { state.from } else { self.end };
-        let (records, now) = pending::read_open(file, &path(), start, true)?;
-        self.size = Some(now);
+        let start = if rebuild { from } else { self.end };
+        let Some(bytes) = log.read(start, tail)? else {
+            return Ok((changed, true));
+        };
+        let records = pending::parse(&bytes, start);
+        self.tail = Some(tail);
         if records.docs.is_empty() {
             self.end = records.end;
             return Ok((changed, false));
@@ -213,8 +203,13 @@ fn ctid_columns(searcher: &Searcher, previous: Option<(&Searcher, &[Column<u64>]
 }
 
 impl TextIndex {
-    /// Opens the index in `dir`.
+    /// Opens the index in `dir`, without a pending log (see [`TextIndex::open_with`]).
     pub fn open(dir: &Path) -> Result<TextIndex> {
+        Self::open_with(dir, &NoLog)
+    }
+
+    /// Opens the index in `dir`, whose pending log is `log`.
+    pub fn open_with(dir: &Path, log: &dyn LogSource) -> Result<TextIndex> {
         let mut last_err = None;
         for _ in 0..OPEN_RETRIES {
             // Before anything is read: a folder swapped in after this is noticed by `refresh`.
@@ -224,10 +219,10 @@ impl TextIndex {
                 .map_err(|e| Error::io("read", dir.join(MANIFEST_FILE), e))?;
             let manifest = Manifest::parse(dir, &bytes)?;
             let config = manifest.hybrid.config.clone();
-            let mut tail = Tail::default();
-            let (_, missing) = tail.update(dir, &manifest)?;
-            if missing && self::stamp(&dir.join(MANIFEST_FILE))? != stamp {
-                // The log may have been drained into a segment and retired after our read.
+            let mut tail = Tail { from: manifest.hybrid.log.from, end: manifest.hybrid.log.from, ..Tail::default() };
+            let (_, stale) = tail.update(&manifest, log)?;
+            if stale {
+                // Drained into a segment and the space reused after our read of the manifest.
                 continue;
             }
             let directory = SidecarDirectory::with_manifest(dir, tail.compose(&manifest, Some(bytes)))?;
@@ -269,13 +264,20 @@ impl TextIndex {
         Err(last_err.unwrap_or_else(|| Error::Tantivy("could not open index".into())))
     }
 
-    /// Picks up a newer published generation, if any. Returns whether anything changed.
+    /// Picks up a newer published generation, if any, without a pending log (see
+    /// [`TextIndex::refresh_with`]).
     pub fn refresh(&mut self) -> Result<bool> {
+        self.refresh_with(&NoLog)
+    }
+
+    /// Picks up a newer published generation and new records of `log`, if any. Returns
+    /// whether anything changed.
+    pub fn refresh_with(&mut self, log: &dyn LogSource) -> Result<bool> {
         if folder_id(&self.dir)? != self.folder {
             // The folder was replaced as a whole (a restore swaps a new one in): a file there
             // may have the name of one opened here and other bytes, so nothing opened from the
             // old folder is kept.
-            *self = TextIndex::open(&self.dir)?;
+            *self = TextIndex::open_with(&self.dir, log)?;
             return Ok(true);
         }
         let path = self.dir.join(MANIFEST_FILE);
@@ -294,10 +296,11 @@ impl TextIndex {
                     && manifest.hybrid.log == self.manifest.hybrid.log;
                 (Arc::new(manifest), Some(bytes), !same)
             };
-            let (changed, missing) = self.tail.update(&self.dir, &manifest)?;
+            let (changed, stale) = self.tail.update(&manifest, log)?;
             tail_changed |= changed;
-            if missing && stamp(&path)? != now {
-                // The log may have been drained into a segment and retired after our read.
+            if stale {
+                // Drained into a segment and the space reused after our read of the manifest:
+                // the next attempt reads the newer manifest.
                 continue;
             }
             if !manifest_changed && !tail_changed {

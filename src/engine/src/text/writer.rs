@@ -49,9 +49,6 @@ pub fn create_index_dir(dir: &Path, config: &IndexConfig, identity: &Identity) -
     let (schema, _) = build_schema(config);
     let m = Manifest::empty(config.clone(), schema, identity.clone());
     m.write(&tmp)?;
-    // The empty pending log the manifest names (readers then never have to wonder whether a
-    // missing log was retired under them; see `pending`).
-    crate::text::pending::create_empty_log(&tmp, m.hybrid.log.seq)?;
     std::fs::rename(&tmp, dir).map_err(|e| Error::io("rename", &tmp, e))?;
     fsutil::fsync_dir(parent)?;
     Ok(m)
