@@ -145,12 +145,12 @@ pub fn flush(dir: &Path) {
         return;
     };
     check_quota(&growth, limit);
-    let to_log = docs.len() <= gucs::LOG_MAX_ROWS.get().max(0) as usize && growth.bytes < (1 << 20);
-    let drain = to_log && {
-        let payload = pending::encode_payload(docs.iter().map(|(_, d)| d));
-        append_to_log(dir, index.rel, &payload)
-    };
-    let written = !to_log;
+    let payload = (docs.len() <= gucs::LOG_MAX_ROWS.get().max(0) as usize && growth.bytes < (1 << 20))
+        .then(|| pending::encode_payload(docs.iter().map(|(_, d)| d)))
+        // A record must leave room in the log for others (see `log_pages::RING_BYTES`).
+        .filter(|p| p.len() + pending::HEADER < (log_pages::RING_BYTES / 4) as usize);
+    let drain = payload.as_ref().is_some_and(|p| append_to_log(dir, index.rel, p));
+    let written = payload.is_none();
     if written {
         flush_wal_of_this_transaction();
         write_segment(dir, &docs).or_raise();
