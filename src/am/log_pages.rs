@@ -14,8 +14,8 @@
 //! kept in block `1 + chunk % RING_PAGES` at byte `o % CAP` of its data. Each data page records
 //! the stream offset of its first byte, so a reader that finds another chunk there knows the
 //! space was reused (a drain moved `log.from` past it) and re-reads the manifest. An appender
-//! never reuses space at or after the manifest's `log.from`; when the ring has no room it
-//! drains first.
+//! never reuses the page holding the manifest's `log.from` or any after it; when the ring has
+//! no room it drains first.
 //!
 //! Appends hold the metapage exclusively (microseconds: one or two pages change); readers
 //! take it shared to learn the tail, then read the data pages they need.
@@ -184,7 +184,9 @@ pub unsafe fn append(rel: pg_sys::Relation, from: u64, frame_at: impl FnOnce(u64
     let start = meta.tail.max(from);
     let record = frame_at(start);
     let end = start + record.len() as u64;
-    if end - from > RING_BYTES {
+    // The record's last page must not be the slot of the page holding `from`, or of any page
+    // after it: space is reused a page at a time, and that page still holds undrained bytes.
+    if (end - 1) / CAP >= from / CAP + u64::from(RING_PAGES) {
         pg_sys::UnlockReleaseBuffer(meta_buf);
         return Appended::Full;
     }
@@ -198,10 +200,20 @@ pub unsafe fn append(rel: pg_sys::Relation, from: u64, frame_at: impl FnOnce(u64
             let buf = if slot < meta.pages {
                 read_buffer(rel, block)
             } else {
-                // Slots are first used in order; a block past `pages` may exist already (an
-                // append that crashed between its records).
+                // A slot used for the first time. Slots below it may be unused yet (a log that
+                // started at a later offset: an index from before the log was in pages), and
+                // it may exist already (an append that crashed between its records).
                 let nblocks = pg_sys::RelationGetNumberOfBlocksInFork(rel, pg_sys::ForkNumber::MAIN_FORKNUM);
-                let b = if block < nblocks { read_buffer(rel, block) } else { extend(rel) };
+                let b = if block < nblocks {
+                    read_buffer(rel, block)
+                } else {
+                    let mut b = extend(rel);
+                    while pg_sys::BufferGetBlockNumber(b) < block {
+                        pg_sys::ReleaseBuffer(b);
+                        b = extend(rel);
+                    }
+                    b
+                };
                 if pg_sys::BufferGetBlockNumber(b) != block {
                     pg_sys::ReleaseBuffer(b);
                     pgrx::error!("pg_hybrid: pending log pages out of order (expected block {block})");
