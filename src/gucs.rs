@@ -156,8 +156,8 @@ pub fn init() {
     );
     GucRegistry::define_int_guc(
         c"hybrid.topk_headroom",
-        c"Extra rows a top-k search fetches beyond the LIMIT in its first round.",
-        c"If rows turn out invisible or filtered out, further rounds fetch more; this only saves rounds.",
+        c"Extra rows a top-k search fetches beyond the LIMIT in its first round, when some may be lost.",
+        c"Used when the scan has other conditions, or when a recent search of the index in this session met invisible rows; otherwise the first round fetches exactly the LIMIT. If rows turn out invisible or filtered out, further rounds fetch more; this only saves rounds.",
         &TOPK_HEADROOM,
         0,
         100000,
