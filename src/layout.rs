@@ -85,14 +85,7 @@ pub unsafe fn layout_for(index: pg_sys::Relation, config: &IndexConfig) -> Layou
         }
     }
     let name = std::ffi::CStr::from_ptr((*(*index).rd_rel).relname.data.as_ptr()).to_string_lossy().into_owned();
-    Layout {
-        dir: sidecar::index_dir(index),
-        config: config.clone(),
-        roles,
-        key_col,
-        key_type,
-        index_name: name,
-    }
+    Layout { dir: sidecar::index_dir(index), config: config.clone(), roles, key_col, key_type, index_name: name }
 }
 
 thread_local! {
@@ -125,8 +118,11 @@ unsafe fn usable_manifest(index: pg_sys::Relation, dir: &std::path::Path) -> Man
         raise_with(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             format!("hybrid index \"{name}\" cannot be used during recovery"),
-            Some("Its files live beside the data directory and are not carried by WAL replication: query the primary. \
-                  A promoted standby restores the index from its newest snapshot.".into()),
+            Some(
+                "Its files live beside the data directory and are not carried by WAL replication: query the primary. \
+                  A promoted standby restores the index from its newest snapshot."
+                    .into(),
+            ),
         );
     }
     let restore_hint = format!(
@@ -238,11 +234,11 @@ pub unsafe fn document(
     if isnull[layout.key_col] {
         raise_with(
             PgSqlErrorCode::ERRCODE_NOT_NULL_VIOLATION,
-            format!(
-                "key field \"{}\" of index \"{}\" is NULL",
-                layout.config.key_field, layout.index_name
+            format!("key field \"{}\" of index \"{}\" is NULL", layout.config.key_field, layout.index_name),
+            Some(
+                "a hybrid index identifies rows by their key; make the key column NOT NULL (a primary key is ideal)"
+                    .into(),
             ),
-            Some("a hybrid index identifies rows by their key; make the key column NOT NULL (a primary key is ideal)".into()),
         );
     }
     let key = key_value(values[layout.key_col], layout.key_type);

@@ -108,7 +108,13 @@ pub fn add_document(dir: &Path, index_oid: pg_sys::Oid, max_documents: Option<i6
         let pos = match s.pending.iter().position(|p| p.dir == dir) {
             Some(i) => i,
             None => {
-                s.pending.push(Pending { dir: dir.to_path_buf(), index_oid, max_documents, docs: Vec::new(), bytes: 0 });
+                s.pending.push(Pending {
+                    dir: dir.to_path_buf(),
+                    index_oid,
+                    max_documents,
+                    docs: Vec::new(),
+                    bytes: 0,
+                });
                 s.pending.len() - 1
             }
         };
@@ -340,12 +346,8 @@ fn maintain_written() {
             let Some(_lock) = maintenance::try_lock_maintenance(&dir)? else { return Ok(()) };
             let m = Manifest::read(&dir)?;
             for group in policy.plan(&m) {
-                let docs: u64 = m
-                    .segments
-                    .iter()
-                    .filter(|s| group.contains(&s.segment_id))
-                    .map(|s| u64::from(s.max_doc))
-                    .sum();
+                let docs: u64 =
+                    m.segments.iter().filter(|s| group.contains(&s.segment_id)).map(|s| u64::from(s.max_doc)).sum();
                 if docs <= INLINE_MERGE_MAX_DOCS {
                     maintenance::merge(&dir, &group)?;
                 }
@@ -428,7 +430,8 @@ unsafe extern "C-unwind" fn subxact_callback(
             p.bytes = p.docs.iter().map(|(_, d)| d.approx_bytes()).sum();
         }
         s.dropped.retain(|d| d.subxact < my_subid);
-        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut s.actions).into_iter().partition(|a| a.subxact >= my_subid);
+        let (gone, kept): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut s.actions).into_iter().partition(|a| a.subxact >= my_subid);
         s.actions = kept;
         gone
     });

@@ -41,7 +41,7 @@ fn fetch(data: &Path, parts: &[&str]) {
 
 pub fn run(args: &[String], data: &Path) {
     let started = Instant::now();
-    fetch(data, &["large", "glove50"]);  // large includes debian
+    fetch(data, &["large", "glove50"]); // large includes debian
 
     // Full text: the large corpus unless told otherwise.
     let mut ft_args = args.to_vec();
@@ -70,7 +70,13 @@ pub fn run(args: &[String], data: &Path) {
     let mut targets: Vec<Row> = ft
         .targets
         .iter()
-        .map(|t| Row { suite: "full text", target: t.name.clone(), goal: t.goal.clone(), measured: t.measured.clone(), holds: t.holds })
+        .map(|t| Row {
+            suite: "full text",
+            target: t.name.clone(),
+            goal: t.goal.clone(),
+            measured: t.measured.clone(),
+            holds: t.holds,
+        })
         .collect();
     targets.extend(v.targets.iter().map(|t| Row {
         suite: "vectors",
@@ -79,7 +85,14 @@ pub fn run(args: &[String], data: &Path) {
         measured: t.value.clone(),
         holds: t.ok,
     }));
-    let report = Report { date: cluster::today(), total_s: started.elapsed().as_secs_f64(), targets, fulltext: ft, vectors: v, snapshots: snaps };
+    let report = Report {
+        date: cluster::today(),
+        total_s: started.elapsed().as_secs_f64(),
+        targets,
+        fulltext: ft,
+        vectors: v,
+        snapshots: snaps,
+    };
 
     println!("\n### Targets ({}, one run of `make bench`, {:.0} min)\n", report.date, report.total_s / 60.0);
     println!("| suite | target | measured | holds |");
@@ -89,7 +102,8 @@ pub fn run(args: &[String], data: &Path) {
         println!("| {} | {} | {} | {} |", t.suite, target, t.measured, if t.holds { "yes" } else { "**no**" });
     }
     let json = crate::arg(args, "--json").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../bench-results")).join(format!("bench-{}.json", report.date))
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../bench-results"))
+            .join(format!("bench-{}.json", report.date))
     });
     if let Some(parent) = json.parent() {
         std::fs::create_dir_all(parent).expect("create the results folder");

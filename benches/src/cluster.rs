@@ -138,7 +138,10 @@ impl BenchCluster {
         c.running = true;
 
         let mut admin = c.connect_db("postgres");
-        let exists = admin.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&BENCH_DB]).expect("pg_database").is_some();
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&BENCH_DB])
+            .expect("pg_database")
+            .is_some();
         if !exists {
             admin.batch_execute(&format!("CREATE DATABASE {BENCH_DB}")).expect("create the benchmark database");
         }
@@ -183,7 +186,8 @@ impl BenchCluster {
     }
 
     pub fn connect_db(&self, db: &str) -> Client {
-        Client::connect(&self.conn_str(db), NoTls).unwrap_or_else(|e| panic!("connect to {db} on port {}: {e}", self.port))
+        Client::connect(&self.conn_str(db), NoTls)
+            .unwrap_or_else(|e| panic!("connect to {db} on port {}: {e}", self.port))
     }
 }
 
@@ -229,10 +233,8 @@ pub fn machine(c: &mut Client) -> Machine {
         .unwrap_or(0.0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
     let postgres: String = c.query_one("SELECT version()", &[]).expect("version").get(0);
-    let pg_hybrid: String = c
-        .query_one("SELECT extversion FROM pg_extension WHERE extname = 'pg_hybrid'", &[])
-        .expect("extversion")
-        .get(0);
+    let pg_hybrid: String =
+        c.query_one("SELECT extversion FROM pg_extension WHERE extname = 'pg_hybrid'", &[]).expect("extversion").get(0);
     let repo = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let git = |args: &[&str]| {
         Command::new("git")
@@ -248,7 +250,8 @@ pub fn machine(c: &mut Client) -> Machine {
     if git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty()) {
         git_commit.push_str(" (with uncommitted changes)");
     }
-    let names: Vec<String> = TUNED_SETTINGS.iter().filter_map(|s| s.split('=').next()).map(|s| s.trim().to_string()).collect();
+    let names: Vec<String> =
+        TUNED_SETTINGS.iter().filter_map(|s| s.split('=').next()).map(|s| s.trim().to_string()).collect();
     let settings = c
         .query(
             "SELECT name || ' = ' || setting || coalesce(' ' || unit, '') FROM pg_settings

@@ -74,16 +74,136 @@ pub fn load_corpus(data_dir: &Path, corpus: &str) -> Vec<Doc> {
 /// English stop words of Postgres' `english` configuration: a tsquery of only these is empty,
 /// so the query generator avoids them.
 const STOP: &[&str] = &[
-    "a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any", "are", "as", "at", "be",
-    "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "did", "do", "does",
-    "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having", "he",
-    "her", "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "it", "its",
-    "itself", "just", "me", "more", "most", "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once",
-    "only", "or", "other", "our", "ours", "ourselves", "out", "over", "own", "same", "she", "should", "so", "some",
-    "such", "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these", "they",
-    "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "we", "were", "what", "when",
-    "where", "which", "while", "who", "whom", "why", "will", "with", "you", "your", "yours", "yourself",
-    "yourselves", "also", "may", "one", "use", "used", "using",
+    "a",
+    "about",
+    "above",
+    "after",
+    "again",
+    "against",
+    "all",
+    "am",
+    "an",
+    "and",
+    "any",
+    "are",
+    "as",
+    "at",
+    "be",
+    "because",
+    "been",
+    "before",
+    "being",
+    "below",
+    "between",
+    "both",
+    "but",
+    "by",
+    "can",
+    "did",
+    "do",
+    "does",
+    "doing",
+    "down",
+    "during",
+    "each",
+    "few",
+    "for",
+    "from",
+    "further",
+    "had",
+    "has",
+    "have",
+    "having",
+    "he",
+    "her",
+    "here",
+    "hers",
+    "herself",
+    "him",
+    "himself",
+    "his",
+    "how",
+    "i",
+    "if",
+    "in",
+    "into",
+    "is",
+    "it",
+    "its",
+    "itself",
+    "just",
+    "me",
+    "more",
+    "most",
+    "my",
+    "myself",
+    "no",
+    "nor",
+    "not",
+    "now",
+    "of",
+    "off",
+    "on",
+    "once",
+    "only",
+    "or",
+    "other",
+    "our",
+    "ours",
+    "ourselves",
+    "out",
+    "over",
+    "own",
+    "same",
+    "she",
+    "should",
+    "so",
+    "some",
+    "such",
+    "than",
+    "that",
+    "the",
+    "their",
+    "theirs",
+    "them",
+    "themselves",
+    "then",
+    "there",
+    "these",
+    "they",
+    "this",
+    "those",
+    "through",
+    "to",
+    "too",
+    "under",
+    "until",
+    "up",
+    "very",
+    "was",
+    "we",
+    "were",
+    "what",
+    "when",
+    "where",
+    "which",
+    "while",
+    "who",
+    "whom",
+    "why",
+    "will",
+    "with",
+    "you",
+    "your",
+    "yours",
+    "yourself",
+    "yourselves",
+    "also",
+    "may",
+    "one",
+    "use",
+    "used",
+    "using",
 ];
 
 fn words(s: &str) -> Vec<String> {
@@ -114,10 +234,14 @@ pub fn query_classes(docs: &[Doc], per_class: usize, seed: u64) -> Vec<(&'static
     let n = docs.len() as f64;
     let mut by_df: Vec<(&String, u32)> = df.iter().map(|(w, c)| (w, *c)).collect();
     by_df.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    let common: Vec<String> = by_df.iter().filter(|(_, c)| f64::from(*c) > n * 0.02).take(60).map(|(w, _)| (*w).clone()).collect();
+    let common: Vec<String> =
+        by_df.iter().filter(|(_, c)| f64::from(*c) > n * 0.02).take(60).map(|(w, _)| (*w).clone()).collect();
     let rare: Vec<String> = by_df.iter().filter(|(_, c)| (2..=5).contains(c)).map(|(w, _)| (*w).clone()).collect();
-    let medium: Vec<String> =
-        by_df.iter().filter(|(_, c)| f64::from(*c) > n * 0.001 && f64::from(*c) < n * 0.02).map(|(w, _)| (*w).clone()).collect();
+    let medium: Vec<String> = by_df
+        .iter()
+        .filter(|(_, c)| f64::from(*c) > n * 0.001 && f64::from(*c) < n * 0.02)
+        .map(|(w, _)| (*w).clone())
+        .collect();
     let medium_set: HashSet<&str> = medium.iter().map(String::as_str).collect();
     let mut rng = Rng::new(seed);
     let pick = |rng: &mut Rng, v: &[String]| v[rng.below(v.len() as u64) as usize].clone();
@@ -461,8 +585,11 @@ fn prepare(c: &mut Client, n: &Names, corpus: &str, docs: &[Doc], fp: (i64, i64)
         }
     }
     eprintln!("bench: loading {} rows into {} and building both indexes", rows, n.table);
-    c.batch_execute(&format!("DROP TABLE IF EXISTS {} CASCADE; DELETE FROM bench_fulltext_builds WHERE corpus = '{corpus}'", n.table))
-        .unwrap();
+    c.batch_execute(&format!(
+        "DROP TABLE IF EXISTS {} CASCADE; DELETE FROM bench_fulltext_builds WHERE corpus = '{corpus}'",
+        n.table
+    ))
+    .unwrap();
     c.batch_execute(&format!("CREATE TABLE {} (id bigint PRIMARY KEY, title text, body text)", n.table)).unwrap();
     let copy_s = copy_into(c, &n.table, &copy_payload(docs));
     c.batch_execute(&format!("VACUUM ANALYZE {}", n.table)).unwrap();
@@ -475,11 +602,15 @@ fn prepare(c: &mut Client, n: &Names, corpus: &str, docs: &[Doc], fp: (i64, i64)
         ))
         .unwrap()
     });
-    let (_, gin_index_s) = timed(|| c.batch_execute(&format!("CREATE INDEX {} ON {} USING gin (tsv)", n.gin, n.table)).unwrap());
+    let (_, gin_index_s) =
+        timed(|| c.batch_execute(&format!("CREATE INDEX {} ON {} USING gin (tsv)", n.gin, n.table)).unwrap());
     c.batch_execute("CHECKPOINT").unwrap();
     let (_, hybrid_index_s) = timed(|| {
-        c.batch_execute(&format!("CREATE INDEX {} ON {} USING hybrid (id, body) WITH (key_field = 'id')", n.search, n.table))
-            .unwrap()
+        c.batch_execute(&format!(
+            "CREATE INDEX {} ON {} USING hybrid (id, body) WITH (key_field = 'id')",
+            n.search, n.table
+        ))
+        .unwrap()
     });
     c.batch_execute(&format!("VACUUM ANALYZE {}", n.table)).unwrap();
     c.batch_execute("CHECKPOINT").unwrap();
@@ -558,7 +689,13 @@ fn parse_tid(s: &str) -> u64 {
 
 /// Runs `one(client_no, i)` from `clients` threads for `duration`, each thread starting at a
 /// different query; returns the latencies (qps: total throughput over the wall time).
-fn load_test<S>(clients: usize, duration: Duration, queries: usize, setup: impl Fn(usize) -> S + Sync, one: impl Fn(&mut S, usize) + Sync) -> Summary {
+fn load_test<S>(
+    clients: usize,
+    duration: Duration,
+    queries: usize,
+    setup: impl Fn(usize) -> S + Sync,
+    one: impl Fn(&mut S, usize) + Sync,
+) -> Summary {
     let barrier = Barrier::new(clients);
     let (samples, wall) = std::thread::scope(|s| {
         let handles: Vec<_> = (0..clients)
@@ -594,7 +731,14 @@ fn load_test<S>(clients: usize, duration: Duration, queries: usize, setup: impl 
     s
 }
 
-fn pgbench(cluster: &BenchCluster, table: &str, src: &str, rows: usize, clients: usize, seconds: u64) -> (Pgbench, String, String) {
+fn pgbench(
+    cluster: &BenchCluster,
+    table: &str,
+    src: &str,
+    rows: usize,
+    clients: usize,
+    seconds: u64,
+) -> (Pgbench, String, String) {
     let script = format!(
         "\\set id random(1000000000, 999999999999)\n\\set src random(1, {rows})\n\
          INSERT INTO {table} (id, title, body) SELECT :id, title, body FROM {src} WHERE id = :src;\n"
@@ -637,7 +781,8 @@ pub fn run(o: &Options) -> Report {
     let machine = cluster::machine(&mut c);
     let n = Names::of(&o.corpus);
     let build = prepare(&mut c, &n, &o.corpus, &docs, fp, o.fresh);
-    let index_dir: String = c.query_one(&format!("SELECT directory FROM hybrid.index_info('{}')", n.search), &[]).unwrap().get(0);
+    let index_dir: String =
+        c.query_one(&format!("SELECT directory FROM hybrid.index_info('{}')", n.search), &[]).unwrap().get(0);
     let index_dir = PathBuf::from(index_dir);
     prewarm(&mut c, &n, &index_dir);
     let headroom: i32 = c.query_one("SELECT current_setting('hybrid.topk_headroom')::int4", &[]).unwrap().get(0);
@@ -674,9 +819,15 @@ pub fn run(o: &Options) -> Report {
         let (mut mh, mut mg) = (0i64, 0i64);
         let mut sql_top = Vec::new();
         for q in queries {
-            mh += c.query_one(&format!("SELECT count(*) FROM {} WHERE body @@@ $1", n.table), &[&q.hybrid]).unwrap().get::<_, i64>(0);
+            mh += c
+                .query_one(&format!("SELECT count(*) FROM {} WHERE body @@@ $1", n.table), &[&q.hybrid])
+                .unwrap()
+                .get::<_, i64>(0);
             mg += c
-                .query_one(&format!("SELECT count(*) FROM {} WHERE tsv @@ to_tsquery('english', $1)", n.table), &[&q.tsquery])
+                .query_one(
+                    &format!("SELECT count(*) FROM {} WHERE tsv @@ to_tsquery('english', $1)", n.table),
+                    &[&q.tsquery],
+                )
                 .unwrap()
                 .get::<_, i64>(0);
             sql_top.push(c.query(&hybrid_stmt, &[&q.hybrid]).unwrap().iter().map(|r| r.get::<_, i64>(0)).collect());
@@ -712,8 +863,12 @@ pub fn run(o: &Options) -> Report {
         for (q, sql) in queries.iter().zip(&single.sql_top) {
             let top: Vec<u64> = tantivy_top(&index, &q.hybrid, window).into_iter().take(10).collect();
             let tids: Vec<String> = top.iter().map(|t| format!("({},{})", t >> 16, t & 0xffff)).collect();
-            let ids: HashMap<u64, i64> =
-                c.query(&ids_of_tids, &[&tids]).unwrap().iter().map(|r| (parse_tid(r.get(0)), r.get::<_, i64>(1))).collect();
+            let ids: HashMap<u64, i64> = c
+                .query(&ids_of_tids, &[&tids])
+                .unwrap()
+                .iter()
+                .map(|r| (parse_tid(r.get(0)), r.get::<_, i64>(1)))
+                .collect();
             if top.iter().map(|t| ids.get(t).copied().unwrap_or(-1)).eq(sql.iter().copied()) {
                 same += 1;
             }
@@ -868,7 +1023,8 @@ fn targets(r: &Report) -> Vec<Target> {
     let class = |name: &str| r.classes.iter().find(|c| c.class == name);
     for name in ["common term", "three-term OR"] {
         if let Some(c) = class(name) {
-            let (g50, g95) = (c.single.gin.p50_ms / c.single.hybrid.p50_ms, c.single.gin.p95_ms / c.single.hybrid.p95_ms);
+            let (g50, g95) =
+                (c.single.gin.p50_ms / c.single.hybrid.p50_ms, c.single.gin.p95_ms / c.single.hybrid.p95_ms);
             t.push(Target {
                 name: format!("top-10 {name} vs GIN"),
                 goal: "≥ 20x faster, p50 and p95".into(),
@@ -894,7 +1050,13 @@ fn targets(r: &Report) -> Vec<Target> {
     let beyond_floor: Vec<String> = r
         .classes
         .iter()
-        .map(|c| format!("{} {:.2}x", c.class, (c.single.hybrid.p50_ms - r.sql_floor.p50_ms).max(0.0) / c.single.tantivy.p50_ms))
+        .map(|c| {
+            format!(
+                "{} {:.2}x",
+                c.class,
+                (c.single.hybrid.p50_ms - r.sql_floor.p50_ms).max(0.0) / c.single.tantivy.p50_ms
+            )
+        })
         .collect();
     t.push(Target {
         name: "SQL path vs tantivy in process".into(),
@@ -919,7 +1081,12 @@ fn targets(r: &Report) -> Vec<Target> {
     t.push(Target {
         name: "bulk COPY into an indexed table".into(),
         goal: "≥ the GIN table's rows/s".into(),
-        measured: format!("{:.0} vs {:.0} rows/s = {:.2}x", cp.hybrid_rows_per_s, cp.gin_rows_per_s, cp.hybrid_rows_per_s / cp.gin_rows_per_s),
+        measured: format!(
+            "{:.0} vs {:.0} rows/s = {:.2}x",
+            cp.hybrid_rows_per_s,
+            cp.gin_rows_per_s,
+            cp.hybrid_rows_per_s / cp.gin_rows_per_s
+        ),
         holds: cp.hybrid_rows_per_s >= cp.gin_rows_per_s,
     });
     let i = &r.inserts;
@@ -1088,7 +1255,11 @@ pub fn print(r: &Report) {
         ms(r.sql_floor.p50_ms),
         ms(r.sql_floor.p95_ms)
     );
-    println!("\nCOPY of the bare table (no index): {:.1} s; table with tsvector column: {:.1} MB.", b.copy_s, mb(b.table_bytes));
+    println!(
+        "\nCOPY of the bare table (no index): {:.1} s; table with tsvector column: {:.1} MB.",
+        b.copy_s,
+        mb(b.table_bytes)
+    );
     println!("\n| target | goal | measured | holds |");
     println!("|---|---|---|---|");
     for t in &r.targets {

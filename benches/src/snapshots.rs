@@ -49,7 +49,14 @@ fn snapshot(c: &mut Client) -> Snap {
             &[],
         )
         .unwrap();
-    Snap { generation, files: row.get(0), bytes_total: row.get(1), files_uploaded: row.get(2), bytes_uploaded: row.get(3), seconds }
+    Snap {
+        generation,
+        files: row.get(0),
+        bytes_total: row.get(1),
+        files_uploaded: row.get(2),
+        bytes_uploaded: row.get(3),
+        seconds,
+    }
 }
 
 /// Runs the snapshot benchmark against the store kind `store`: `file` (a folder on the local
@@ -87,18 +94,16 @@ pub fn run(corpus: &str, docs: &[Doc], store: &str, settings: &[String]) -> Repo
 
     // 1% of the rows change, in one transaction, and VACUUM removes their old versions.
     let every = 100;
-    let rows_updated = c
-        .execute(&format!("UPDATE docs SET body = body || ' (revised)' WHERE id % {every} = 0"), &[])
-        .unwrap() as i64;
+    let rows_updated =
+        c.execute(&format!("UPDATE docs SET body = body || ' (revised)' WHERE id % {every} = 0"), &[]).unwrap() as i64;
     c.batch_execute("VACUUM docs").unwrap();
     let after_update = snapshot(&mut c);
 
     let dir: String = c.query_one("SELECT directory FROM hybrid.index_info('docs_search')", &[]).unwrap().get(0);
     std::fs::remove_dir_all(&dir).expect("remove the index folder");
     let t = Instant::now();
-    let row = c
-        .query_one("SELECT bytes_downloaded, rows_kept, rows_added FROM hybrid.restore('docs_search')", &[])
-        .unwrap();
+    let row =
+        c.query_one("SELECT bytes_downloaded, rows_kept, rows_added FROM hybrid.restore('docs_search')", &[]).unwrap();
     let restore_seconds = t.elapsed().as_secs_f64();
     let (_, reindex_seconds) = timed(|| c.batch_execute("REINDEX INDEX docs_search").unwrap());
     Report {

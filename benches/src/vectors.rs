@@ -338,7 +338,12 @@ fn shell(cmd: &str, args: &[&str]) -> String {
 }
 
 fn load_avg() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn machine(c: &mut Client) -> Machine {
@@ -407,7 +412,8 @@ fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let chunk = items.len().div_ceil(threads).max(1);
     std::thread::scope(|s| {
-        let handles: Vec<_> = items.chunks(chunk).map(|part| s.spawn(|| part.iter().map(&f).collect::<Vec<R>>())).collect();
+        let handles: Vec<_> =
+            items.chunks(chunk).map(|part| s.spawn(|| part.iter().map(&f).collect::<Vec<R>>())).collect();
         handles.into_iter().flat_map(|h| h.join().expect("ground truth thread")).collect()
     })
 }
@@ -464,7 +470,18 @@ fn tags(base: &[(i64, Vec<f32>)]) -> HashMap<i64, &'static str> {
     let (ten, one) = (ids.len() / 10, ids.len() / 100);
     ids.iter()
         .enumerate()
-        .map(|(i, id)| (*id, if i < ten { "ten" } else if i < ten + one { "one" } else { "other" }))
+        .map(|(i, id)| {
+            (
+                *id,
+                if i < ten {
+                    "ten"
+                } else if i < ten + one {
+                    "one"
+                } else {
+                    "other"
+                },
+            )
+        })
         .collect()
 }
 
@@ -652,9 +669,15 @@ fn hnsw_rs_anchor(
 
 /// `clients` sessions each run every query (starting at different offsets) at the default ef;
 /// half-way through, the memory of each backend is read, and of one idle backend.
-fn concurrent_run(cluster: &TestCluster, table: &str, rows: usize, queries: &[Vec<f32>], clients: usize, ef: usize, dir: &str)
-    -> (Concurrent, Vec<BackendMem>, BackendMem)
-{
+fn concurrent_run(
+    cluster: &TestCluster,
+    table: &str,
+    rows: usize,
+    queries: &[Vec<f32>],
+    clients: usize,
+    ef: usize,
+    dir: &str,
+) -> (Concurrent, Vec<BackendMem>, BackendMem) {
     let sql = format!("SELECT id FROM {table} ORDER BY embedding <=> $1 LIMIT {K}");
     let barrier = Barrier::new(clients + 1);
     let done = AtomicUsize::new(0);
@@ -717,8 +740,15 @@ fn concurrent_run(cluster: &TestCluster, table: &str, rows: usize, queries: &[Ve
     (conc, sampled, idle_mem)
 }
 
-fn memory_of(rows: usize, index_bytes: i64, searching: Vec<BackendMem>, idle: BackendMem, concurrent: Concurrent) -> Memory {
-    let mean = |f: fn(&BackendMem) -> u64| searching.iter().map(|b| f(b) as f64).sum::<f64>() / searching.len().max(1) as f64;
+fn memory_of(
+    rows: usize,
+    index_bytes: i64,
+    searching: Vec<BackendMem>,
+    idle: BackendMem,
+    concurrent: Concurrent,
+) -> Memory {
+    let mean =
+        |f: fn(&BackendMem) -> u64| searching.iter().map(|b| f(b) as f64).sum::<f64>() / searching.len().max(1) as f64;
     Memory {
         rows,
         index_bytes,
@@ -766,7 +796,12 @@ fn show(c: &mut Client, setting: &str) -> usize {
 
 fn plan(c: &mut Client, sql: &str, q: &[f32]) -> String {
     let sql = sql.replace("$1", &format!("'{}'::real[]", vec_literal(q)));
-    c.query(&format!("EXPLAIN {sql}"), &[]).unwrap().iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>().join("\n")
+    c.query(&format!("EXPLAIN {sql}"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
@@ -867,7 +902,8 @@ pub fn run(opts: &Options) -> Report {
     log("exact scan");
     c.batch_execute("SET enable_indexscan = off; SET enable_bitmapscan = off").unwrap();
     let p = plan(&mut c, &sql, &data.queries[0]);
-    let scan_node = p.lines().find(|l| l.contains("Scan")).unwrap_or("").trim().trim_start_matches("->").trim().to_string();
+    let scan_node =
+        p.lines().find(|l| l.contains("Scan")).unwrap_or("").trim().trim_start_matches("->").trim().to_string();
     let nq = opts.exact_queries.min(data.queries.len());
     let ex = sql_run(&mut c, &sql, &data.queries[..nq], &truth[..nq], &by_id, pid, 0);
     c.batch_execute("RESET enable_indexscan; RESET enable_bitmapscan").unwrap();
@@ -882,15 +918,8 @@ pub fn run(opts: &Options) -> Report {
     // hnsw_rs in-process, same threads as the index's graph build.
     let graph_threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
     log(format!("hnsw_rs build on {graph_threads} threads"));
-    let (hnsw_rs_build_s, hnsw_rs_build_cpu_s, hnsw_sweep) = hnsw_rs_anchor(
-        &data,
-        vi.m as usize,
-        vi.ef_construction as usize,
-        graph_threads,
-        &opts.efs,
-        &truth,
-        &by_id,
-    );
+    let (hnsw_rs_build_s, hnsw_rs_build_cpu_s, hnsw_sweep) =
+        hnsw_rs_anchor(&data, vi.m as usize, vi.ef_construction as usize, graph_threads, &opts.efs, &truth, &by_id);
     log(format!("hnsw_rs build {hnsw_rs_build_s:.1} s"));
 
     // Filtered kNN: the index again with the tag as a raw field, evaluated inside the search.
@@ -915,12 +944,16 @@ pub fn run(opts: &Options) -> Report {
         let ftruth = exact_truth(&data, &keep);
         let fsql = format!("SELECT id FROM items WHERE tag = '{value}' ORDER BY embedding <=> $1 LIMIT {K}");
         let p = plan(&mut c, &fsql, &data.queries[0]);
-        let plan_ok = p.contains("Index Scan using items_search") && p.contains(&format!("Index Cond: (tag = '{value}'"));
+        let plan_ok =
+            p.contains("Index Scan using items_search") && p.contains(&format!("Index Cond: (tag = '{value}'"));
         if !plan_ok {
             log(format!("unexpected plan for {fsql}:\n{p}"));
         }
         let (fq, _) = tag_snap.equality(tag_field, value);
-        let strategy = format!("{:?}", tag_snap.knn(0, &data.queries[0], K, default_ef, Some(&*fq), exact_below).expect("knn").strategy);
+        let strategy = format!(
+            "{:?}",
+            tag_snap.knn(0, &data.queries[0], K, default_ef, Some(&*fq), exact_below).expect("knn").strategy
+        );
         sql_run(&mut c, &fsql, &data.queries[..data.queries.len().min(100)], &ftruth, &by_id, pid, default_ef);
         let point = sql_run(&mut c, &fsql, &data.queries, &ftruth, &by_id, pid, default_ef);
         let f = Filtered {
@@ -933,7 +966,10 @@ pub fn run(opts: &Options) -> Report {
             strategy,
             plan_ok,
         };
-        log(format!("{}: {:.2}% recall {:.4}, {:.0} QPS, {}", f.filter, f.selectivity_pct, f.recall, f.latency.qps, f.strategy));
+        log(format!(
+            "{}: {:.2}% recall {:.4}, {:.0} QPS, {}",
+            f.filter, f.selectivity_pct, f.recall, f.latency.qps, f.strategy
+        ));
         filtered.push(f);
     }
     drop(tag_snap);
@@ -983,8 +1019,10 @@ pub fn run(opts: &Options) -> Report {
         .map(|&r| {
             let mean = |s: &Summary| s.mean_ms;
             let p50 = |s: &Summary| s.p50_ms;
-            let (s, e, h) = (ms_at_recall(&sql_sweep, r, mean), ms_at_recall(&engine, r, mean), ms_at_recall(&hnsw_sweep, r, mean));
-            let (s50, e50, h50) = (ms_at_recall(&sql_sweep, r, p50), ms_at_recall(&engine, r, p50), ms_at_recall(&hnsw_sweep, r, p50));
+            let (s, e, h) =
+                (ms_at_recall(&sql_sweep, r, mean), ms_at_recall(&engine, r, mean), ms_at_recall(&hnsw_sweep, r, mean));
+            let (s50, e50, h50) =
+                (ms_at_recall(&sql_sweep, r, p50), ms_at_recall(&engine, r, p50), ms_at_recall(&hnsw_sweep, r, p50));
             AtRecall {
                 recall: r,
                 sql_ms: s,
@@ -1106,7 +1144,20 @@ pub fn print(r: &Report) {
     println!("kNN top-10, one client; ms = mean per query, p50/p95 = percentiles; CPU ms = backend CPU per query");
     println!(
         "{:>9} | {:>8} {:>7} {:>7} {:>7} {:>7} {:>7} | {:>8} {:>7} {:>7} {:>7} | {:>8} {:>7} {:>7}",
-        "ef_search", "SQL rec", "QPS", "ms", "p50", "p95", "CPU ms", "eng rec", "ms", "p50", "visited", "hnsw rec", "ms", "p50"
+        "ef_search",
+        "SQL rec",
+        "QPS",
+        "ms",
+        "p50",
+        "p95",
+        "CPU ms",
+        "eng rec",
+        "ms",
+        "p50",
+        "visited",
+        "hnsw rec",
+        "ms",
+        "p50"
     );
     for ((s, e), h) in r.sql.iter().zip(&r.engine).zip(&r.hnsw_rs) {
         println!(
@@ -1189,7 +1240,10 @@ pub fn print(r: &Report) {
             mem.idle.private_kb as f64 / 1024.0
         );
     }
-    println!("(memory: mean of the {} searching backends, read half-way through the concurrent run)", r.concurrent.clients);
+    println!(
+        "(memory: mean of the {} searching backends, read half-way through the concurrent run)",
+        r.concurrent.clients
+    );
     for t in &r.targets {
         println!("target {}: {} [{}]", t.name, t.value, if t.ok { "met" } else { "NOT met" });
     }

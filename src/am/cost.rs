@@ -70,7 +70,13 @@ pub unsafe extern "C-unwind" fn amcostestimate(
     let rel = (*(*path).indexinfo).rel;
     let sel = if has_quals {
         let quals = pg_sys::get_quals_from_indexclauses(indexclauses);
-        pg_sys::clauselist_selectivity(root, quals, (*rel).relid as i32, pg_sys::JoinType::JOIN_INNER, std::ptr::null_mut())
+        pg_sys::clauselist_selectivity(
+            root,
+            quals,
+            (*rel).relid as i32,
+            pg_sys::JoinType::JOIN_INNER,
+            std::ptr::null_mut(),
+        )
     } else {
         1.0
     };

@@ -177,7 +177,11 @@ unsafe fn start_knn(index: pg_sys::Relation, keys: &[pg_sys::ScanKeyData], order
         raise_with(
             PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             format!("vector field \"{}\" is indexed for {} ({})", cfg.name, cfg.metric.name(), cfg.metric.operator()),
-            Some(format!("order by {} {} ..., or create an index with the metric you need", cfg.name, cfg.metric.operator())),
+            Some(format!(
+                "order by {} {} ..., or create an index with the metric you need",
+                cfg.name,
+                cfg.metric.operator()
+            )),
         );
     }
     let null_query = order.sk_flags & pg_sys::SK_ISNULL as i32 != 0;
@@ -208,10 +212,7 @@ impl Knn {
     fn next_round(&mut self) {
         let ef = (gucs::EF_SEARCH.get().max(1) as usize).max(self.k);
         let exact_below = gucs::EXACT_SEARCH_THRESHOLD.get().max(0) as usize;
-        let result = self
-            .snap
-            .knn(self.field, &self.query, self.k, ef, self.filter.as_deref(), exact_below)
-            .or_raise();
+        let result = self.snap.knn(self.field, &self.query, self.k, ef, self.filter.as_deref(), exact_below).or_raise();
         self.exhausted = result.hits.len() < self.k;
         let last = self.last;
         self.pending = result.hits.into_iter().filter(|(d, c)| *d >= last && !self.returned.contains(c)).collect();

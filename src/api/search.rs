@@ -135,8 +135,14 @@ mod hybrid {
         if slop < 0 {
             raise_with(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "slop must not be negative", None);
         }
-        Query::Phrase { field: field_ref(field), text: words.to_string(), slop: slop as u32, prefix: false, span: Span::default() }
-            .to_string()
+        Query::Phrase {
+            field: field_ref(field),
+            text: words.to_string(),
+            slop: slop as u32,
+            prefix: false,
+            span: Span::default(),
+        }
+        .to_string()
     }
 
     /// Words starting with `prefix`.
@@ -155,8 +161,13 @@ mod hybrid {
                 Some("larger distances match too many words to be useful".into()),
             );
         }
-        Query::Fuzzy { field: field_ref(field), text: word.to_string(), distance: distance as u8, span: Span::default() }
-            .to_string()
+        Query::Fuzzy {
+            field: field_ref(field),
+            text: word.to_string(),
+            distance: distance as u8,
+            span: Span::default(),
+        }
+        .to_string()
     }
 
     /// Combines queries: all of `must`, none of `must_not`, and (if there is no `must`) at least
@@ -176,7 +187,11 @@ mod hybrid {
         }
         if parts.is_empty() || (must.is_empty() && should.is_empty()) {
             if parts.is_empty() {
-                raise_with(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "hybrid.boolean() needs at least one query", None);
+                raise_with(
+                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    "hybrid.boolean() needs at least one query",
+                    None,
+                );
             }
             parts.insert(0, "*".into());
         }
@@ -187,7 +202,11 @@ mod hybrid {
     #[pg_extern(immutable, strict, parallel_safe)]
     fn boost(query: &str, factor: f32) -> String {
         if !(factor.is_finite() && factor > 0.0) {
-            raise_with(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("boost must be a positive number, not {factor}"), None);
+            raise_with(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("boost must be a positive number, not {factor}"),
+                None,
+            );
         }
         hybrid_engine::query::parse(query, DefaultOperator::Or).or_raise_in(query);
         format!("({query})^{factor}")

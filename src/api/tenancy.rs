@@ -73,7 +73,8 @@ mod hybrid {
     /// Live documents and bytes on disk of the hybrid indexes of this database whose tenant the
     /// current user may see (for `hybrid.tenant_usage`).
     #[pg_extern(stable)]
-    fn index_usage() -> TableIterator<'static, (name!(index_oid, pg_sys::Oid), name!(documents, i64), name!(bytes, i64))> {
+    fn index_usage() -> TableIterator<'static, (name!(index_oid, pg_sys::Oid), name!(documents, i64), name!(bytes, i64))>
+    {
         let me = current_user();
         let (admin, mine) = (is_admin(me), tenant_of_role(me));
         let oids: Vec<pg_sys::Oid> = as_extension_owner(|| {
@@ -90,10 +91,8 @@ mod hybrid {
             })
         })
         .unwrap_or_default();
-        let rows: Vec<_> = oids
-            .into_iter()
-            .filter_map(|o| usage_of_index(o).map(|(docs, bytes)| (o, docs, bytes)))
-            .collect();
+        let rows: Vec<_> =
+            oids.into_iter().filter_map(|o| usage_of_index(o).map(|(docs, bytes)| (o, docs, bytes))).collect();
         TableIterator::new(rows)
     }
 }

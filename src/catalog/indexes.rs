@@ -54,7 +54,10 @@ fn forget_rows(index_oids: &[pg_sys::Oid]) {
 /// The tenant recorded for `index`, if it has a row (a rebuild keeps its tenant).
 pub fn tenant_of_index(index: pg_sys::Oid) -> Option<String> {
     as_extension_owner(|| {
-        Spi::get_one_with_args::<String>("SELECT tenant FROM hybrid.index_registry WHERE index_oid = $1", &[index.into()])
+        Spi::get_one_with_args::<String>(
+            "SELECT tenant FROM hybrid.index_registry WHERE index_oid = $1",
+            &[index.into()],
+        )
     })
     .ok()
     .flatten()

@@ -20,8 +20,8 @@ use pgrx::PgSqlErrorCode;
 use pgrx::{PgBuiltInOids, PgOid};
 
 use super::as_extension_owner;
-use crate::error::raise_with;
 use crate::am::log_pages::PageLog;
+use crate::error::raise_with;
 use crate::sidecar;
 
 /// The tenant indexes go to when their creator has none.
@@ -131,7 +131,8 @@ pub fn require_owner_or_admin(index: pg_sys::Oid, what: &str) {
 /// Raises 42501 unless the current user may read the table of `index`.
 pub fn require_select(table: pg_sys::Oid, name: &str) {
     // SAFETY: privilege check by OID.
-    let ok = unsafe { pg_sys::pg_class_aclcheck(table, current_user(), pg_sys::ACL_SELECT as _) } == pg_sys::AclResult::ACLCHECK_OK;
+    let ok = unsafe { pg_sys::pg_class_aclcheck(table, current_user(), pg_sys::ACL_SELECT as _) }
+        == pg_sys::AclResult::ACLCHECK_OK;
     if !ok {
         raise_with(
             PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
@@ -166,7 +167,10 @@ fn limits(tenant: &str) -> Limits {
 /// Takes the tenant's row lock (see the module comment).
 fn serialise(tenant: &str) {
     as_extension_owner(|| {
-        Spi::run_with_args("UPDATE hybrid.tenants SET quota_checks = quota_checks + 1 WHERE name = $1", &[tenant.into()])
+        Spi::run_with_args(
+            "UPDATE hybrid.tenants SET quota_checks = quota_checks + 1 WHERE name = $1",
+            &[tenant.into()],
+        )
     })
     .unwrap_or_else(|e| pgrx::error!("pg_hybrid: could not lock tenant {tenant}: {e}"));
 }
@@ -175,7 +179,9 @@ fn exceeded(tenant: &str, what: &str, limit: i64, usage: i64, adding: i64) -> ! 
     raise_with(
         PgSqlErrorCode::ERRCODE_CONFIGURATION_LIMIT_EXCEEDED,
         format!("tenant \"{tenant}\" would exceed its limit of {limit} {what} ({usage} in use, {adding} more asked)"),
-        Some(format!("raise the limit with UPDATE hybrid.tenants SET max_{what} = ... WHERE name = '{tenant}', or free some")),
+        Some(format!(
+            "raise the limit with UPDATE hybrid.tenants SET max_{what} = ... WHERE name = '{tenant}', or free some"
+        )),
     )
 }
 
@@ -300,10 +306,8 @@ pub fn check_growth(growth: &Growth, index_limit: Option<i64>) {
     if l.max_documents.is_none() && l.max_bytes.is_none() {
         return;
     }
-    let (used_docs, used_bytes) = tenant_indexes(&tenant)
-        .into_iter()
-        .filter_map(usage_of_index)
-        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    let (used_docs, used_bytes) =
+        tenant_indexes(&tenant).into_iter().filter_map(usage_of_index).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
     if let Some(max) = l.max_documents {
         if used_docs + growth.docs > max {
             exceeded(&tenant, "documents", max, used_docs, growth.docs);

@@ -215,7 +215,11 @@ pub(super) unsafe extern "C-unwind" fn create_scan_state(cscan: *mut pg_sys::Cus
 }
 
 #[pg_guard]
-pub(super) unsafe extern "C-unwind" fn begin(node: *mut pg_sys::CustomScanState, estate: *mut pg_sys::EState, _eflags: i32) {
+pub(super) unsafe extern "C-unwind" fn begin(
+    node: *mut pg_sys::CustomScanState,
+    estate: *mut pg_sys::EState,
+    _eflags: i32,
+) {
     let cscan = (*node).ss.ps.plan as *mut pg_sys::CustomScan;
     let private = PgList::<pg_sys::Node>::from_pg((*cscan).custom_private);
     let info = PrivateInfo::from_node(private.get_ptr(0).expect("private info"));
@@ -296,7 +300,14 @@ unsafe extern "C-unwind" fn next_row(ss: *mut pg_sys::ScanState) -> *mut pg_sys:
         let mut tid = layout::u64_to_tid(ctid);
         let mut call_again = false;
         let mut all_dead = false;
-        let found = pg_sys::table_index_fetch_tuple(rt.fetch, &mut tid, (*estate).es_snapshot, slot, &mut call_again, &mut all_dead);
+        let found = pg_sys::table_index_fetch_tuple(
+            rt.fetch,
+            &mut tid,
+            (*estate).es_snapshot,
+            slot,
+            &mut call_again,
+            &mut all_dead,
+        );
         if !found {
             rt.counters.invisible += 1;
             rt.note_miss();

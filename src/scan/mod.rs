@@ -21,10 +21,8 @@ static mut PATH_METHODS: pg_sys::CustomPathMethods = pg_sys::CustomPathMethods {
     ReparameterizeCustomPathByChild: None,
 };
 
-static mut PLAN_METHODS: pg_sys::CustomScanMethods = pg_sys::CustomScanMethods {
-    CustomName: NAME.as_ptr(),
-    CreateCustomScanState: Some(exec::create_scan_state),
-};
+static mut PLAN_METHODS: pg_sys::CustomScanMethods =
+    pg_sys::CustomScanMethods { CustomName: NAME.as_ptr(), CreateCustomScanState: Some(exec::create_scan_state) };
 
 static mut EXEC_METHODS: pg_sys::CustomExecMethods = pg_sys::CustomExecMethods {
     CustomName: NAME.as_ptr(),

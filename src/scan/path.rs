@@ -90,10 +90,13 @@ unsafe fn search_clauses(rel: *mut pg_sys::RelOptInfo, index: *mut pg_sys::Index
 
 /// Whether `path` reads `index` (an index scan, or a bitmap scan with it in its tree).
 unsafe fn path_uses_index(path: *mut pg_sys::Path, index: *mut pg_sys::IndexOptInfo) -> bool {
-    let any = |list: *mut pg_sys::List| PgList::<pg_sys::Path>::from_pg(list).iter_ptr().any(|p| path_uses_index(p, index));
+    let any =
+        |list: *mut pg_sys::List| PgList::<pg_sys::Path>::from_pg(list).iter_ptr().any(|p| path_uses_index(p, index));
     match (*path).type_ {
         pg_sys::NodeTag::T_IndexPath => (*(path as *mut pg_sys::IndexPath)).indexinfo == index,
-        pg_sys::NodeTag::T_BitmapHeapPath => path_uses_index((*(path as *mut pg_sys::BitmapHeapPath)).bitmapqual, index),
+        pg_sys::NodeTag::T_BitmapHeapPath => {
+            path_uses_index((*(path as *mut pg_sys::BitmapHeapPath)).bitmapqual, index)
+        }
         pg_sys::NodeTag::T_BitmapAndPath => any((*(path as *mut pg_sys::BitmapAndPath)).bitmapquals),
         pg_sys::NodeTag::T_BitmapOrPath => any((*(path as *mut pg_sys::BitmapOrPath)).bitmapquals),
         _ => false,
@@ -101,14 +104,19 @@ unsafe fn path_uses_index(path: *mut pg_sys::Path, index: *mut pg_sys::IndexOptI
 }
 
 /// Whether the query's ORDER BY starts with `hybrid.score(<column of rel>) DESC`.
-unsafe fn ordered_by_score(root: *mut pg_sys::PlannerInfo, rel: *mut pg_sys::RelOptInfo, score_fn: pg_sys::Oid) -> bool {
+unsafe fn ordered_by_score(
+    root: *mut pg_sys::PlannerInfo,
+    rel: *mut pg_sys::RelOptInfo,
+    score_fn: pg_sys::Oid,
+) -> bool {
     let pathkeys = PgList::<pg_sys::PathKey>::from_pg((*root).query_pathkeys);
     let Some(first) = pathkeys.get_ptr(0) else { return false };
     if (*first).pk_strategy != pg_sys::BTGreaterStrategyNumber as i32 {
         return false;
     }
     let members = PgList::<pg_sys::EquivalenceMember>::from_pg((*(*first).pk_eclass).ec_members);
-    let found = members.iter_ptr().any(|em| functions::is_call_on(score_fn, (*em).em_expr as *mut pg_sys::Node, (*rel).relid));
+    let found =
+        members.iter_ptr().any(|em| functions::is_call_on(score_fn, (*em).em_expr as *mut pg_sys::Node, (*rel).relid));
     found
 }
 
@@ -125,7 +133,10 @@ unsafe extern "C-unwind" fn set_rel_pathlist(
     if !gucs::ENABLE_SEARCH_SCAN.get()
         || (*rte).rtekind != pg_sys::RTEKind::RTE_RELATION
         || (*rte).inh
-        || !matches!((*rel).reloptkind, pg_sys::RelOptKind::RELOPT_BASEREL | pg_sys::RelOptKind::RELOPT_OTHER_MEMBER_REL)
+        || !matches!(
+            (*rel).reloptkind,
+            pg_sys::RelOptKind::RELOPT_BASEREL | pg_sys::RelOptKind::RELOPT_OTHER_MEMBER_REL
+        )
         || (*rel).indexlist.is_null()
     {
         return;

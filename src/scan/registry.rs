@@ -36,7 +36,12 @@ pub struct ActiveScan {
 }
 
 impl ActiveScan {
-    pub fn new(scanrelid: u32, key_attno: i16, field_of_attno: HashMap<i16, usize>, default_field: usize) -> ActiveScan {
+    pub fn new(
+        scanrelid: u32,
+        key_attno: i16,
+        field_of_attno: HashMap<i16, usize>,
+        default_field: usize,
+    ) -> ActiveScan {
         ActiveScan {
             scanrelid,
             key_attno,
@@ -116,7 +121,13 @@ pub fn any_active() -> bool {
 }
 
 /// A highlighted excerpt of `text` for the query of the scan that produced it.
-pub fn snippet_of(arg: ArgColumn, text: &str, start: &str, end: &str, max_chars: i32) -> Option<hybrid_engine::Result<String>> {
+pub fn snippet_of(
+    arg: ArgColumn,
+    text: &str,
+    start: &str,
+    end: &str,
+    max_chars: i32,
+) -> Option<hybrid_engine::Result<String>> {
     let scans = active_scans();
     let by_column = arg.and_then(|(varno, attno)| {
         scans.iter().find(|s| s.borrow().scanrelid == varno).map(|s| {

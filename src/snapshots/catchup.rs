@@ -67,8 +67,18 @@ pub unsafe fn catch_up(
     .or_raise();
     feedback.say(&format!("restore of {name}: comparing {} entries with the table", entries.len()));
     let manifest = Manifest::read(dir).or_raise();
-    let mut state =
-        State { layout, dir, manifest, entries, builder: None, staged: Vec::new(), in_builder: 0, stats: CatchUp::default(), rows: 0, feedback };
+    let mut state = State {
+        layout,
+        dir,
+        manifest,
+        entries,
+        builder: None,
+        staged: Vec::new(),
+        in_builder: 0,
+        stats: CatchUp::default(),
+        rows: 0,
+        feedback,
+    };
     let info = pg_sys::BuildIndexInfo(index);
     pg_sys::table_index_build_scan(
         heap,

@@ -11,19 +11,19 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use hybrid_engine::config::IndexConfig;
-use hybrid_engine::fsutil;
 use hybrid_engine::directory::MANIFEST_FILE;
+use hybrid_engine::fsutil;
 use hybrid_engine::manifest::{self, Identity, Manifest};
 use hybrid_engine::snapshot::{verify_local, SnapshotInfo};
 use pgrx::prelude::*;
 
 use super::catchup::{catch_up, CatchUp};
-use crate::am::log_pages::PageLog;
-use hybrid_engine::text::pending::LogSource;
 use super::{engine_progress, megabytes, store, Feedback};
 use crate::am::build::{self, PHASE_CATCH_UP, PHASE_DOWNLOAD};
+use crate::am::log_pages::PageLog;
 use crate::error::OrRaise;
 use crate::{catalog, layout, sidecar, xact};
+use hybrid_engine::text::pending::LogSource;
 
 /// Why an index is restored (for messages).
 #[derive(Debug, Clone)]
@@ -82,7 +82,10 @@ pub unsafe fn restore_index(index_oid: pg_sys::Oid, why: &Why, feedback: &mut Fe
     let heap = pg_sys::table_open(heap_oid, pg_sys::ShareRowExclusiveLock as _);
     let index = pg_sys::index_open(index_oid, pg_sys::AccessShareLock as _);
     pg_sys::pgstat_progress_start_command(pg_sys::ProgressCommandType::PROGRESS_COMMAND_CREATE_INDEX, heap_oid);
-    pg_sys::pgstat_progress_update_param(pg_sys::PROGRESS_CREATEIDX_INDEX_OID.to_u32() as i32, i64::from(index_oid.to_u32()));
+    pg_sys::pgstat_progress_update_param(
+        pg_sys::PROGRESS_CREATEIDX_INDEX_OID.to_u32() as i32,
+        i64::from(index_oid.to_u32()),
+    );
     pg_sys::pgstat_progress_update_param(
         pg_sys::PROGRESS_CREATEIDX_COMMAND as i32,
         pg_sys::PROGRESS_CREATEIDX_COMMAND_REINDEX as i64,
@@ -156,7 +159,13 @@ pub unsafe fn restore_index(index_oid: pg_sys::Oid, why: &Why, feedback: &mut Fe
         Source::Snapshot(info) => info.bytes,
         _ => 0,
     };
-    let restored = Restored { source, generation: m.hybrid.generation, catch_up: stats, bytes, seconds: started.elapsed().as_secs_f64() };
+    let restored = Restored {
+        source,
+        generation: m.hybrid.generation,
+        catch_up: stats,
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    };
     feedback.say(&summary(&name, &restored));
     restored
 }
@@ -164,13 +173,9 @@ pub unsafe fn restore_index(index_oid: pg_sys::Oid, why: &Why, feedback: &mut Fe
 /// A one-line account of a restore.
 pub fn summary(name: &str, r: &Restored) -> String {
     let from = match &r.source {
-        Source::Snapshot(i) => format!(
-            "snapshot {} (generation {}, {} files, {})",
-            i.sequence,
-            i.generation,
-            i.files,
-            megabytes(i.bytes)
-        ),
+        Source::Snapshot(i) => {
+            format!("snapshot {} (generation {}, {} files, {})", i.sequence, i.generation, i.files, megabytes(i.bytes))
+        }
         Source::InPlace => "its own files".to_string(),
         Source::Table => "the table".to_string(),
     };
@@ -197,7 +202,8 @@ fn link_copy(live: &Path, stage: &Path) -> hybrid_engine::Result<()> {
     let mut names: Vec<PathBuf> = m.live_files(live)?.into_iter().collect();
     names.push(PathBuf::from(MANIFEST_FILE));
     for n in names {
-        std::fs::hard_link(live.join(&n), stage.join(&n)).map_err(|e| hybrid_engine::Error::io("link", live.join(&n), e))?;
+        std::fs::hard_link(live.join(&n), stage.join(&n))
+            .map_err(|e| hybrid_engine::Error::io("link", live.join(&n), e))?;
     }
     fsutil::fsync_dir(stage)
 }

@@ -28,7 +28,12 @@ pub enum Upload {
 /// Uploads the current generation of the index folder `dir` as a new snapshot of `identity`,
 /// then applies retention. Waits for another snapshot of the same index to finish first.
 /// `position` comes from [`drained_position`].
-pub fn upload(dir: &Path, identity: &IndexIdentity, position: PgPosition, feedback: &mut Feedback) -> hybrid_engine::Result<Upload> {
+pub fn upload(
+    dir: &Path,
+    identity: &IndexIdentity,
+    position: PgPosition,
+    feedback: &mut Feedback,
+) -> hybrid_engine::Result<Upload> {
     let store = store()?;
     let Some(_lock) = lock(dir, identity, feedback)? else { return Ok(Upload::Stopped) };
     let retention = Retention { keep_last: gucs::SNAPSHOT_RETENTION.get().max(1) as usize, collect_garbage: true };

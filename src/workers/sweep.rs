@@ -26,12 +26,20 @@ unsafe fn judge(path: &Path, name: &str, started_at: std::time::SystemTime) -> V
     if let Some(rest) = name.strip_prefix('t') {
         if rest.contains('_') {
             let old = std::fs::metadata(path).and_then(|m| m.modified()).map(|t| t < started_at).unwrap_or(false);
-            return if old { Verdict::Remove("temporary index of a session before the restart") } else { Verdict::Keep };
+            return if old {
+                Verdict::Remove("temporary index of a session before the restart")
+            } else {
+                Verdict::Keep
+            };
         }
     }
     // A folder being assembled by CREATE INDEX is renamed into place by a live backend.
     if let Some(pid) = name.rsplit('.').next().and_then(|p| p.parse::<i32>().ok()).filter(|_| name.starts_with('.')) {
-        return if libc::kill(pid, 0) == 0 { Verdict::Keep } else { Verdict::Remove("unfinished folder of a crashed build") };
+        return if libc::kill(pid, 0) == 0 {
+            Verdict::Keep
+        } else {
+            Verdict::Remove("unfinished folder of a crashed build")
+        };
     }
     let Ok(relfilenode) = name.parse::<u32>() else { return Verdict::Keep };
     // A build (or a merge, or VACUUM) is working on it: it is not abandoned. A folder being

@@ -1214,7 +1214,12 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 
 /// A function that inserts rows from `first` on, each in its own transaction, pushing the id
 /// of every committed row to `recorded`, until `stop` or an error (returned).
-pub type Writer = fn(String, i64, std::sync::Arc<std::sync::Mutex<Vec<i64>>>, std::sync::Arc<std::sync::atomic::AtomicBool>) -> Option<String>;
+pub type Writer = fn(
+    String,
+    i64,
+    std::sync::Arc<std::sync::Mutex<Vec<i64>>>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Option<String>;
 
 /// Runs three `writer`s against the cluster until they committed `min_rows` rows, then kills
 /// the postmaster with SIGKILL mid-stream. Returns the ids whose commit was acknowledged.

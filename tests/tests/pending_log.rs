@@ -152,7 +152,11 @@ fn a_full_log_is_drained_by_its_appender_and_its_pages_reused() {
     for id in 1001..=6000i64 {
         c.execute(&insert, &[&id, &title_of(id), &body_of(id, 0)]).unwrap();
         if id % 250 == 0 {
-            assert_eq!(search_ids(&mut reader, &token(id)), BTreeSet::from([id]), "row {id} not found by another session");
+            assert_eq!(
+                search_ids(&mut reader, &token(id)),
+                BTreeSet::from([id]),
+                "row {id} not found by another session"
+            );
         }
     }
     let after = index_info(&mut c, "docs_search");
@@ -223,7 +227,8 @@ fn rows_in_the_log_survive_kill9() {
 #[test]
 fn an_entry_never_outlives_the_wal_of_its_row() {
     // The walwriter stays away, so a row's WAL is written only when someone flushes it.
-    let mut cluster = TestCluster::with_settings("log_wal_order", &["hybrid.worker_naptime = 86400", "wal_writer_delay = 10000"]);
+    let mut cluster =
+        TestCluster::with_settings("log_wal_order", &["hybrid.worker_naptime = 86400", "wal_writer_delay = 10000"]);
     let mut c = cluster.connect();
     c.batch_execute(
         "CREATE TABLE ghosts (id bigint PRIMARY KEY, body text);
@@ -248,7 +253,8 @@ fn an_entry_never_outlives_the_wal_of_its_row() {
         let found = id_set(&mut c, "SELECT id FROM ghosts WHERE body @@@ 'ghostword'");
         assert!(found.is_empty(), "a row that never committed made row(s) {found:?} match its text");
     }
-    let ranked = id_set(&mut c, "SELECT id FROM ghosts WHERE body @@@ 'ghostword' ORDER BY hybrid.score(id) DESC LIMIT 5");
+    let ranked =
+        id_set(&mut c, "SELECT id FROM ghosts WHERE body @@@ 'ghostword' ORDER BY hybrid.score(id) DESC LIMIT 5");
     assert!(ranked.is_empty(), "the ranked search returned {ranked:?} for the text of a row that never committed");
     c.batch_execute("VACUUM ghosts").unwrap();
     assert_verify_ok(&mut c, "ghosts_search");

@@ -54,7 +54,9 @@ fn reference(docs: &[Doc]) -> (Index, QueryParser, tantivy::schema::Field) {
     let mut b = Schema::builder();
     let id = b.add_i64_field("id", NumericOptions::default().set_fast());
     let text = TextOptions::default().set_indexing_options(
-        TextFieldIndexing::default().set_tokenizer("english").set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        TextFieldIndexing::default()
+            .set_tokenizer("english")
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
     );
     let title = b.add_text_field("title", text.clone());
     let body = b.add_text_field("body", text);
@@ -102,7 +104,12 @@ fn queries(docs: &[Doc], n: usize) -> Vec<String> {
         let q = match out.len() % 8 {
             0 => w(&mut rng),
             1 => format!("{} AND {}", w(&mut rng), w(&mut rng)),
-            2 => format!("{} OR {} OR {}", w(&mut rng), w(&mut rng), other.first().cloned().unwrap_or_else(|| w(&mut rng))),
+            2 => format!(
+                "{} OR {} OR {}",
+                w(&mut rng),
+                w(&mut rng),
+                other.first().cloned().unwrap_or_else(|| w(&mut rng))
+            ),
             3 => {
                 let i = rng.below(words.len() as u64 - 1) as usize;
                 format!("\"{} {}\"", words[i], words[i + 1])
@@ -140,7 +147,8 @@ fn matches_and_top10_agree_with_tantivy_on_real_documents() {
         }
         w.finish().unwrap();
     }
-    c.batch_execute("CREATE INDEX packages_search ON packages USING hybrid (id, title, body) WITH (key_field = 'id')").unwrap();
+    c.batch_execute("CREATE INDEX packages_search ON packages USING hybrid (id, title, body) WITH (key_field = 'id')")
+        .unwrap();
 
     let qs = queries(&docs, 320);
     let mut compared = 0;
@@ -157,24 +165,36 @@ fn matches_and_top10_agree_with_tantivy_on_real_documents() {
             .search(&*tq, &TopDocs::with_limit(10).order_by_score())
             .unwrap()
             .into_iter()
-            .map(|(s, a)| (s, searcher.segment_reader(a.segment_ord).fast_fields().i64("id").unwrap().first(a.doc_id).unwrap()))
+            .map(|(s, a)| {
+                (s, searcher.segment_reader(a.segment_ord).fast_fields().i64("id").unwrap().first(a.doc_id).unwrap())
+            })
             .collect();
         let _ = id_field;
 
         // pg_hybrid through SQL.
-        let got: BTreeSet<i64> =
-            c.query("SELECT id FROM packages WHERE body @@@ $1", &[q]).unwrap().iter().map(|r| r.get::<_, i64>(0)).collect();
+        let got: BTreeSet<i64> = c
+            .query("SELECT id FROM packages WHERE body @@@ $1", &[q])
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, i64>(0))
+            .collect();
         assert_eq!(got.len(), expected.len(), "query {q}: {} matches, reference {}", got.len(), expected.len());
         assert_eq!(got, expected, "query {q}: different matches");
         let ranked: Vec<(f32, i64)> = c
-            .query("SELECT hybrid.score(id), id FROM packages WHERE body @@@ $1 ORDER BY hybrid.score(id) DESC LIMIT 10", &[q])
+            .query(
+                "SELECT hybrid.score(id), id FROM packages WHERE body @@@ $1 ORDER BY hybrid.score(id) DESC LIMIT 10",
+                &[q],
+            )
             .unwrap()
             .iter()
             .map(|r| (r.get::<_, f32>(0), r.get::<_, i64>(1)))
             .collect();
         assert_eq!(ranked.len(), top.len(), "query {q}: top-10 length");
         for (i, ((s1, _), (s2, _))) in ranked.iter().zip(&top).enumerate() {
-            assert!((s1 - s2).abs() <= 1e-4 * s2.abs().max(1.0), "query {q}: score at rank {i}: {s1} vs reference {s2}");
+            assert!(
+                (s1 - s2).abs() <= 1e-4 * s2.abs().max(1.0),
+                "query {q}: score at rank {i}: {s1} vs reference {s2}"
+            );
         }
         // Same keys, except that ties at the cut-off may be broken differently.
         if let Some(&(cutoff, _)) = top.last() {

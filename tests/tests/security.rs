@@ -49,11 +49,12 @@ fn embedding(id: i64) -> Vec<f32> {
     }
 }
 
-
 /// The `k` visible rows nearest to `q` among those passing `keep`, nearest first.
 fn nearest_visible(q: &[f32], k: usize, keep: impl Fn(i64) -> bool) -> Vec<i64> {
-    let mut all: Vec<(f64, i64)> =
-        (1..=ROWS).filter(|id| !is_secret(*id) && keep(*id)).map(|id| (cosine_distance(q, &embedding(id)), id)).collect();
+    let mut all: Vec<(f64, i64)> = (1..=ROWS)
+        .filter(|id| !is_secret(*id) && keep(*id))
+        .map(|id| (cosine_distance(q, &embedding(id)), id))
+        .collect();
     all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     all.into_iter().take(k).map(|(_, id)| id).collect()
 }
@@ -105,7 +106,10 @@ fn search_paths() -> Vec<(&'static str, bool)> {
     vec![
         ("SELECT id FROM items WHERE body @@@ 'harbor'", false),
         ("SELECT count(*) FROM items WHERE body @@@ 'harbor'", false),
-        ("SELECT id, hybrid.score(id) FROM items WHERE body @@@ 'harbor' ORDER BY hybrid.score(id) DESC LIMIT 5", false),
+        (
+            "SELECT id, hybrid.score(id) FROM items WHERE body @@@ 'harbor' ORDER BY hybrid.score(id) DESC LIMIT 5",
+            false,
+        ),
         ("SELECT id, hybrid.score(id), hybrid.snippet(body) FROM items WHERE body @@@ 'harbor'", false),
         ("SELECT id FROM items ORDER BY embedding <=> $1 LIMIT 5", true),
         ("SELECT id FROM items WHERE body @@@ 'harbor' ORDER BY embedding <=> $1 LIMIT 5", true),
@@ -232,11 +236,20 @@ fn row_level_security_hides_rows_from_every_search_path() {
     assert!(plan.contains("Hybrid Search"), "expected the search scan under RLS:\n{plan}");
     for setting in ["SET hybrid.enable_search_scan = on", "SET hybrid.enable_search_scan = off"] {
         reader.batch_execute(setting).unwrap();
-        let got: BTreeSet<i64> = ids(&mut reader, "SELECT id FROM items WHERE body @@@ 'harbor'", &[]).into_iter().collect();
+        let got: BTreeSet<i64> =
+            ids(&mut reader, "SELECT id FROM items WHERE body @@@ 'harbor'", &[]).into_iter().collect();
         assert_eq!(got, harbor, "{setting}");
-        assert_eq!(ids(&mut reader, "SELECT id FROM items WHERE body @@@ 'classified'", &[]), Vec::<i64>::new(), "{setting}");
+        assert_eq!(
+            ids(&mut reader, "SELECT id FROM items WHERE body @@@ 'classified'", &[]),
+            Vec::<i64>::new(),
+            "{setting}"
+        );
         assert_eq!(count(&mut reader, "SELECT count(*) FROM items WHERE body @@@ 'common'"), visible, "{setting}");
-        assert_eq!(count(&mut reader, "SELECT count(*) FROM items WHERE body @@@ 'common' AND id < 1000"), visible, "{setting}");
+        assert_eq!(
+            count(&mut reader, "SELECT count(*) FROM items WHERE body @@@ 'common' AND id < 1000"),
+            visible,
+            "{setting}"
+        );
     }
     reader.batch_execute("RESET hybrid.enable_search_scan").unwrap();
 
@@ -287,7 +300,11 @@ fn row_level_security_hides_rows_from_every_search_path() {
     for k in [1usize, 5, 100] {
         let got = ids(&mut reader, &format!("SELECT id FROM items ORDER BY embedding <=> $1 LIMIT {k}"), &[&q]);
         assert_eq!(got, nearest_visible(&Q, k, |_| true), "kNN top-{k}");
-        let got = ids(&mut reader, &format!("SELECT id FROM items WHERE body @@@ 'harbor' ORDER BY embedding <=> $1 LIMIT {k}"), &[&q]);
+        let got = ids(
+            &mut reader,
+            &format!("SELECT id FROM items WHERE body @@@ 'harbor' ORDER BY embedding <=> $1 LIMIT {k}"),
+            &[&q],
+        );
         assert_eq!(got, nearest_visible(&Q, k, |id| harbor.contains(&id)), "filtered kNN top-{k}");
     }
 
@@ -303,9 +320,11 @@ fn row_level_security_hides_rows_from_every_search_path() {
     assert_eq!(keys.len() as i64, visible, "every visible row is in the vector list, so in the fusion");
     let mut text_ranks: Vec<(i32, i64)> = fused.iter().filter_map(|f| f.2.map(|r| (r, f.0.parse().unwrap()))).collect();
     text_ranks.sort();
-    let expected_text: Vec<(i32, i64)> = best_visible.iter().enumerate().map(|(i, (_, id))| (i as i32 + 1, *id)).collect();
+    let expected_text: Vec<(i32, i64)> =
+        best_visible.iter().enumerate().map(|(i, (_, id))| (i as i32 + 1, *id)).collect();
     assert_eq!(text_ranks, expected_text, "text ranks count visible rows only");
-    let mut vector_ranks: Vec<(i32, i64)> = fused.iter().filter_map(|f| f.3.map(|r| (r, f.0.parse().unwrap()))).collect();
+    let mut vector_ranks: Vec<(i32, i64)> =
+        fused.iter().filter_map(|f| f.3.map(|r| (r, f.0.parse().unwrap()))).collect();
     vector_ranks.sort();
     let expected_vector: Vec<(i32, i64)> =
         nearest_visible(&Q, 100, |_| true).into_iter().enumerate().map(|(i, id)| (i as i32 + 1, id)).collect();
@@ -355,7 +374,11 @@ fn hybrid_score_never_reveals_a_row_hidden_by_row_level_security() {
             }
         }
     }
-    assert!(leaks.is_empty(), "scores of the hidden row {hidden} returned to a role that may not see it:\n{}", leaks.join("\n"));
+    assert!(
+        leaks.is_empty(),
+        "scores of the hidden row {hidden} returned to a role that may not see it:\n{}",
+        leaks.join("\n")
+    );
     cluster.assert_no_backend_crash();
 }
 
@@ -400,7 +423,13 @@ fn catalog_views_show_each_role_its_own_tenant() {
     let all_indexes = vec!["a1_search:acme_corp", "a2_search:acme_corp", "d1_search:default", "g1_search:globex"];
     let all_usage = vec!["acme_corp:2:15", "default:1:3", "globex:1:7"];
     let cases: Vec<(&str, &mut Client, Vec<&str>, Vec<&str>, &str)> = vec![
-        ("acme_user", &mut acme, vec!["a1_search:acme_corp", "a2_search:acme_corp"], vec!["acme_corp:2:15"], "acme_corp"),
+        (
+            "acme_user",
+            &mut acme,
+            vec!["a1_search:acme_corp", "a2_search:acme_corp"],
+            vec!["acme_corp:2:15"],
+            "acme_corp",
+        ),
         ("globex_user", &mut globex, vec!["g1_search:globex"], vec!["globex:1:7"], "globex"),
         ("plain_user", &mut plain, vec!["d1_search:default"], vec!["default:1:3"], "default"),
         ("admin_user", &mut admin, all_indexes.clone(), all_usage.clone(), "default"),
@@ -605,7 +634,11 @@ fn tenancy_tables_are_closed_to_ordinary_roles() {
 fn catalog_work_done_as_the_extension_owner_ignores_the_callers_search_path() {
     let cluster = TestCluster::new("sec_search_path");
     let mut su = cluster.connect();
-    create_tenant(&mut su, "mall", Limits { max_indexes: Some(10), max_documents: Some(1000), max_bytes: Some(1 << 30) });
+    create_tenant(
+        &mut su,
+        "mall",
+        Limits { max_indexes: Some(10), max_documents: Some(1000), max_bytes: Some(1 << 30) },
+    );
     create_tenant_role(&mut su, "mallory", "mall");
     su.batch_execute("CREATE SCHEMA mallory AUTHORIZATION mallory").unwrap();
     let mut m = connect_as(&cluster, "mallory");
@@ -682,7 +715,8 @@ fn vector_graph_and_merged_files_are_private_to_the_server_user() {
     c.batch_execute("VACUUM v").unwrap();
     c.batch_execute("SELECT hybrid.force_merge('v_search')").unwrap();
     assert!(
-        c.query_one("SELECT max(graph_segments) FROM hybrid.vector_info('v_search')", &[]).unwrap().get::<_, i32>(0) >= 1,
+        c.query_one("SELECT max(graph_segments) FROM hybrid.vector_info('v_search')", &[]).unwrap().get::<_, i32>(0)
+            >= 1,
         "expected a segment with an HNSW graph"
     );
     // Work refused by a quota leaves nothing readable behind either.
@@ -690,7 +724,12 @@ fn vector_graph_and_merged_files_are_private_to_the_server_user() {
     create_tenant_role(&mut c, "tiny_user", "tiny");
     let mut t = connect_as(&cluster, "tiny_user");
     t.batch_execute("CREATE TABLE w (id bigint PRIMARY KEY, body text); INSERT INTO w VALUES (1, 'x')").unwrap();
-    assert_code(&mut t, "CREATE INDEX w_search ON w USING hybrid (id, body) WITH (key_field = 'id')", "53400", "max_indexes 0");
+    assert_code(
+        &mut t,
+        "CREATE INDEX w_search ON w USING hybrid (id, body) WITH (key_field = 'id')",
+        "53400",
+        "max_indexes 0",
+    );
 
     assert_sidecar_private(&cluster, |paths| {
         assert!(paths.iter().any(|p| p.to_string_lossy().ends_with(".hvec")), "no vector files: {paths:?}");

@@ -69,7 +69,10 @@ fn expected_folders(su: &mut Client) -> BTreeSet<String> {
 fn assert_nothing_half_created(cluster: &TestCluster, su: &mut Client, when: &str) {
     assert_eq!(folder_names(cluster), expected_folders(su), "{when}: folders vs. hybrid indexes");
     let in_pg_class: BTreeSet<String> = su
-        .query("SELECT c.oid::regclass::text FROM pg_class c JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'hybrid'", &[])
+        .query(
+            "SELECT c.oid::regclass::text FROM pg_class c JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'hybrid'",
+            &[],
+        )
         .unwrap()
         .iter()
         .map(|r| r.get::<_, String>(0))
@@ -130,7 +133,10 @@ fn create_index_beyond_max_indexes_is_refused_and_leaves_nothing() {
     // Other tenants are not affected: the superuser's indexes go to "default".
     create_table(&mut su, "s1", 1..=5);
     su.batch_execute(&index_sql("s1")).unwrap();
-    assert_eq!(count(&mut su, "SELECT count(*) FROM hybrid.indexes WHERE name = 's1_search' AND tenant = 'default'"), 1);
+    assert_eq!(
+        count(&mut su, "SELECT count(*) FROM hybrid.indexes WHERE name = 's1_search' AND tenant = 'default'"),
+        1
+    );
     cluster.assert_no_backend_crash();
 }
 
@@ -188,7 +194,8 @@ fn rebuilds_at_the_limit_are_not_new_indexes_and_keep_their_tenant() {
 fn race_for_the_last_index(level: usize) {
     let (name, begin) = LEVELS[level];
     const LIMIT: i64 = 4;
-    let (cluster, mut su) = setup(&format!("race_idx_{name}"), Limits { max_indexes: Some(LIMIT), ..Default::default() });
+    let (cluster, mut su) =
+        setup(&format!("race_idx_{name}"), Limits { max_indexes: Some(LIMIT), ..Default::default() });
     let mut a = connect_as(&cluster, ROLE);
     for i in 0..LIMIT - 1 {
         let t = format!("pre{i}");
@@ -274,7 +281,12 @@ fn max_documents_refuses_builds_and_commits_beyond_it() {
 
     // Commits: up to the limit, not beyond. The refused transaction's rows are not in the table.
     a.batch_execute("INSERT INTO d1 SELECT i, 'more common' FROM generate_series(41, 48) i").unwrap();
-    let msg = assert_code(&mut a, "INSERT INTO d1 SELECT i, 'more common' FROM generate_series(49, 53) i", "53400", "5 rows at 48");
+    let msg = assert_code(
+        &mut a,
+        "INSERT INTO d1 SELECT i, 'more common' FROM generate_series(49, 53) i",
+        "53400",
+        "5 rows at 48",
+    );
     assert_quota_message(&msg, "documents", 50, 48);
     a.batch_execute("BEGIN; INSERT INTO d1 VALUES (49, 'x common'); INSERT INTO d1 VALUES (50, 'y common')").unwrap();
     a.batch_execute("COMMIT").unwrap();
@@ -408,7 +420,8 @@ fn race_for_the_last_documents(level: usize) {
     let (name, begin) = LEVELS[level];
     const LIMIT: i64 = 100;
     const BATCH: i64 = 3;
-    let (cluster, mut su) = setup(&format!("race_docs_{name}"), Limits { max_documents: Some(LIMIT), ..Default::default() });
+    let (cluster, mut su) =
+        setup(&format!("race_docs_{name}"), Limits { max_documents: Some(LIMIT), ..Default::default() });
     let mut a = connect_as(&cluster, ROLE);
     for t in ["w0", "w1"] {
         create_table(&mut a, t, 1..=20);
@@ -470,7 +483,11 @@ fn race_for_the_last_documents(level: usize) {
     for t in ["w0", "w1"] {
         assert_verify_ok(&mut su, &format!("{t}_search"));
     }
-    assert_eq!(count(&mut a, "SELECT count(*) FROM w0 WHERE body @@@ 'common'") + count(&mut a, "SELECT count(*) FROM w1 WHERE body @@@ 'common'"), rows);
+    assert_eq!(
+        count(&mut a, "SELECT count(*) FROM w0 WHERE body @@@ 'common'")
+            + count(&mut a, "SELECT count(*) FROM w1 WHERE body @@@ 'common'"),
+        rows
+    );
     cluster.assert_no_backend_crash();
 }
 
@@ -528,7 +545,10 @@ fn index_max_documents_option_limits_the_build() {
     let cluster = TestCluster::new("index_max_docs_build");
     let mut c = cluster.connect();
     create_table(&mut c, "mb", 1..=20);
-    let (code, msg) = expect_err(&mut c, "CREATE INDEX mb_search ON mb USING hybrid (id, body) WITH (key_field = 'id', max_documents = 10)");
+    let (code, msg) = expect_err(
+        &mut c,
+        "CREATE INDEX mb_search ON mb USING hybrid (id, body) WITH (key_field = 'id', max_documents = 10)",
+    );
     assert_eq!(code, "53400", "building 20 rows into an index with max_documents = 10: {code} {msg}");
     assert!(cluster.sidecar_dirs(TEST_DB).is_empty());
     assert_eq!(count(&mut c, "SELECT count(*) FROM hybrid.index_registry"), 0);
@@ -563,7 +583,10 @@ fn sixteen_sessions_race_for_an_index_own_max_documents() {
                     let mut first = true;
                     for batch in 0.. {
                         let id = 1_000 * (s as i64 + 1) + batch * BATCH;
-                        let sql = vec![format!("INSERT INTO m SELECT i, 'common' FROM generate_series({id}, {}) i", id + BATCH - 1)];
+                        let sql = vec![format!(
+                            "INSERT INTO m SELECT i, 'common' FROM generate_series({id}, {}) i",
+                            id + BATCH - 1
+                        )];
                         let (o, _) = run_retrying(&mut c, begin, &sql, 500, || {
                             if first {
                                 barrier.wait();
@@ -583,7 +606,10 @@ fn sixteen_sessions_race_for_an_index_own_max_documents() {
         }
         let rows = count(&mut c, "SELECT count(*) FROM m");
         let docs = index_info(&mut c, "m_search").documents;
-        assert!(rows <= LIMIT && docs <= LIMIT, "{name}: the index's max_documents = {LIMIT} exceeded: {rows} rows, {docs} documents");
+        assert!(
+            rows <= LIMIT && docs <= LIMIT,
+            "{name}: the index's max_documents = {LIMIT} exceeded: {rows} rows, {docs} documents"
+        );
     }
     cluster.assert_no_backend_crash();
 }

@@ -156,7 +156,13 @@ fn fresh_and_upgraded_installs_have_the_same_schema() {
 
     let (f, u) = (schema(&mut fresh), schema(&mut up));
     assert!(f.len() > 50, "the schema query found too little: {f:#?}");
-    for what in ["function hybrid.assign_tenant", "relation hybrid.tenants", "view hybrid.indexes", "access method hybrid", "operator @@@"] {
+    for what in [
+        "function hybrid.assign_tenant",
+        "relation hybrid.tenants",
+        "view hybrid.indexes",
+        "access method hybrid",
+        "operator @@@",
+    ] {
         assert!(f.iter().any(|l| l.starts_with(what)), "nothing about {what} in the fresh schema");
     }
     let (only_fresh, only_upgraded) = diff(&f, &u);
@@ -169,7 +175,8 @@ fn fresh_and_upgraded_installs_have_the_same_schema() {
     // The other order (the role already exists when the upgrade runs) gives the same too.
     su.batch_execute("CREATE DATABASE upgraded2").unwrap();
     let mut up2 = cluster.connect_db("upgraded2");
-    up2.batch_execute(&format!("CREATE EXTENSION pg_hybrid VERSION '{OLD}'; ALTER EXTENSION pg_hybrid UPDATE")).unwrap();
+    up2.batch_execute(&format!("CREATE EXTENSION pg_hybrid VERSION '{OLD}'; ALTER EXTENSION pg_hybrid UPDATE"))
+        .unwrap();
     let u2 = schema(&mut up2);
     let (a, b) = diff(&f, &u2);
     assert!(a.is_empty() && b.is_empty(), "second upgrade differs: {a:#?} {b:#?}");
@@ -229,7 +236,9 @@ fn an_index_built_under_0_1_0_keeps_working_after_the_update() {
     .unwrap();
     force_index(&mut c);
     let before = answers(&mut c);
-    assert!(before.filter.len() > 50 && before.ranked.len() == 10 && before.knn.len() == 10 && !before.fused.is_empty());
+    assert!(
+        before.filter.len() > 50 && before.ranked.len() == 10 && before.knn.len() == 10 && !before.fused.is_empty()
+    );
     assert_eq!(before.knn[0], 201);
     let oid_before: i64 = c.query_one("SELECT 'items_search'::regclass::oid::int8", &[]).unwrap().get(0);
     let db_oid = cluster.db_oid("old");
@@ -250,9 +259,8 @@ fn an_index_built_under_0_1_0_keeps_working_after_the_update() {
     assert_eq!(answers(&mut fresh_session), before, "a new session: searches after the update");
 
     // Its catalog row joined the tenant "default", and the tenant's usage counts it.
-    let row = c
-        .query_one("SELECT name, tenant, index_oid::oid::int8, table_oid::text FROM hybrid.indexes", &[])
-        .unwrap();
+    let row =
+        c.query_one("SELECT name, tenant, index_oid::oid::int8, table_oid::text FROM hybrid.indexes", &[]).unwrap();
     assert_eq!(
         (row.get::<_, String>(0), row.get::<_, String>(1), row.get::<_, i64>(2), row.get::<_, String>(3)),
         ("items_search".to_string(), "default".to_string(), oid_before, "items".to_string())
@@ -263,7 +271,10 @@ fn an_index_built_under_0_1_0_keeps_working_after_the_update() {
     assert_eq!(cluster.sidecar_dirs_of_oid(db_oid), folders_before, "the update does not touch the folder");
 
     // Writes, VACUUM, verification and maintenance go on.
-    c.batch_execute("INSERT INTO items VALUES (202, 'harbor after the update', '{0,1,0,0}'); DELETE FROM items WHERE id = 3").unwrap();
+    c.batch_execute(
+        "INSERT INTO items VALUES (202, 'harbor after the update', '{0,1,0,0}'); DELETE FROM items WHERE id = 3",
+    )
+    .unwrap();
     let harbor = answers(&mut c).filter;
     assert!(harbor.contains(&202) && !harbor.contains(&3), "{harbor:?}");
     c.batch_execute("VACUUM items").unwrap();
@@ -278,7 +289,12 @@ fn an_index_built_under_0_1_0_keeps_working_after_the_update() {
          CREATE TABLE other (id bigint PRIMARY KEY, body text)",
     )
     .unwrap();
-    assert_code(&mut c, "CREATE INDEX other_search ON other USING hybrid (id, body) WITH (key_field = 'id')", "53400", "second index");
+    assert_code(
+        &mut c,
+        "CREATE INDEX other_search ON other USING hybrid (id, body) WITH (key_field = 'id')",
+        "53400",
+        "second index",
+    );
     assert_code(&mut c, "INSERT INTO items VALUES (300, 'one too many', NULL)", "53400", "document beyond the limit");
     c.batch_execute("REINDEX INDEX items_search").unwrap();
     let mut expected: Vec<i64> = before.filter.iter().copied().filter(|id| *id != 3).chain([202]).collect();

@@ -146,7 +146,10 @@ fn run_queries_k(
             problems.push(format!("{what}: {} rows, expected {}", got.len(), k.min(matching)));
         }
         if let Some(w) = got.windows(2).find(|w| w[0].1 > w[1].1 + eps(w[1].1)) {
-            problems.push(format!("{what}: rows out of distance order: {:?} before {:?}; whole answer {got:?}", w[0], w[1]));
+            problems.push(format!(
+                "{what}: rows out of distance order: {:?} before {:?}; whole answer {got:?}",
+                w[0], w[1]
+            ));
         }
         for (id, d) in &got {
             if !keep(*id) {
@@ -279,7 +282,10 @@ fn cosine_recall_and_filtered_knn_on_glove() {
     for (filter, cond, keep, pct) in &cases {
         let n = data.base.iter().filter(|(id, _)| keep(*id)).count();
         let got_pct = 100.0 * n as f64 / n_base as f64;
-        assert!((got_pct - pct).abs() <= pct * 0.3, "test precondition: `{filter}` keeps {got_pct:.2}% of rows, meant {pct}%");
+        assert!(
+            (got_pct - pct).abs() <= pct * 0.3,
+            "test precondition: `{filter}` keeps {got_pct:.2}% of rows, meant {pct}%"
+        );
         assert_eq!(
             count(&mut c, &format!("SELECT count(*) FROM items WHERE {filter}")),
             n as i64,
@@ -350,7 +356,8 @@ fn l2_and_inner_product_recall_on_glove() {
         let sql = format!("SELECT id, embedding {op} $1 FROM {table} ORDER BY embedding {op} $1 LIMIT 10");
         let plan = plan_of(&mut c, &sql.replace("$1", &format!("'{}'", vec_literal(&data.queries[0]))));
         assert!(
-            plan.contains(&format!("Index Scan using {table}_search")) && plan.contains(&format!("Order By: (embedding {op} ")),
+            plan.contains(&format!("Index Scan using {table}_search"))
+                && plan.contains(&format!("Order By: (embedding {op} ")),
             "{op} should be an ordered scan of {table}_search:\n{plan}"
         );
         let run = run_queries(&mut c, &sql, &data, &by_id, metric, &|_| true);
@@ -366,8 +373,15 @@ fn l2_and_inner_product_recall_on_glove() {
         // it for them (the answers would be ordered by the wrong distance).
         let other = if metric == Metric::L2 { "<=>" } else { "<->" };
         let q = data.queries[0].clone();
-        let plan = plan_of(&mut c, &format!("SELECT id FROM {table} ORDER BY embedding {other} '{}' LIMIT 10", vec_literal(&q)));
-        assert!(!plan.contains("Order By"), "{table}: {other} must not be ordered by a {} index:\n{plan}", metric.name());
+        let plan = plan_of(
+            &mut c,
+            &format!("SELECT id FROM {table} ORDER BY embedding {other} '{}' LIMIT 10", vec_literal(&q)),
+        );
+        assert!(
+            !plan.contains("Order By"),
+            "{table}: {other} must not be ordered by a {} index:\n{plan}",
+            metric.name()
+        );
     }
     cluster.assert_no_backend_crash();
     assert_no_failures(&failures);

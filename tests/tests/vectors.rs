@@ -132,7 +132,11 @@ fn fresh_build_and_row_by_row_inserts_agree() {
 
     // A: COPY, then CREATE INDEX.
     c.batch_execute("CREATE TABLE fresh (id bigint PRIMARY KEY, body text, lang text, embedding real[])").unwrap();
-    copy_items(&mut c, "fresh", rows.iter().map(|(id, v)| Item { id: *id, body: format!("w{id}"), lang: "en", embedding: Some(v) }));
+    copy_items(
+        &mut c,
+        "fresh",
+        rows.iter().map(|(id, v)| Item { id: *id, body: format!("w{id}"), lang: "en", embedding: Some(v) }),
+    );
     create_items_index(&mut c, "fresh", 50, Metric::Cosine);
     let a = vector_info(&mut c, "fresh_search");
     assert_eq!((a.vectors, a.deleted_vectors, a.exact_segments), (n, 0, 0), "fresh build: {a:?}");
@@ -219,7 +223,8 @@ fn fresh_build_and_row_by_row_inserts_agree() {
         let v = vector_info(&mut c, &format!("{t}_search"));
         assert_eq!((v.vectors, v.graph_segments), (small_ids.len() as i64, 0), "{t}: {v:?}");
     }
-    let small: Vec<(i64, Vec<f32>)> = data.base.iter().filter(|(id, _)| small_ids.binary_search(id).is_ok()).map(item).collect();
+    let small: Vec<(i64, Vec<f32>)> =
+        data.base.iter().filter(|(id, _)| small_ids.binary_search(id).is_ok()).map(item).collect();
     let (fs, rs) = (knn_stmt(&mut c, "small_fresh", 10), knn_stmt(&mut c, "small_rows", 10));
     for (i, q) in data.queries.iter().enumerate() {
         let truth = brute_force(&small, q, 10, Metric::Cosine, |_| true);
@@ -248,7 +253,8 @@ fn knn_follows_commit_abort_savepoints_updates_and_deletes() {
     force_index(&mut other);
     let stmt1 = knn_stmt(&mut c, "items", 1);
     let other1 = knn_stmt(&mut other, "items", 1);
-    let insert = c.prepare("INSERT INTO items (id, body, lang, embedding) VALUES ($1, 'new common', 'en', $2)").unwrap();
+    let insert =
+        c.prepare("INSERT INTO items (id, body, lang, embedding) VALUES ($1, 'new common', 'en', $2)").unwrap();
     let target = |n: u64| query_vec(100 + n);
 
     // Aborted after a search of its own published the row to the index.
@@ -285,7 +291,11 @@ fn knn_follows_commit_abort_savepoints_updates_and_deletes() {
     c.execute(&insert, &[&10_012i64, &target(12)]).unwrap();
     assert_first_hit(&mut c, &stmt1, 10_012, &target(12), "savepoint row before rollback");
     c.batch_execute("ROLLBACK TO SAVEPOINT s1").unwrap();
-    assert_ne!(ids_of(&nearest(&mut c, "items", &target(12), 1)), vec![10_012], "rolled-back savepoint row, same transaction");
+    assert_ne!(
+        ids_of(&nearest(&mut c, "items", &target(12), 1)),
+        vec![10_012],
+        "rolled-back savepoint row, same transaction"
+    );
     c.batch_execute("SAVEPOINT s2").unwrap();
     c.execute(&insert, &[&10_013i64, &target(13)]).unwrap(); // rolled back while only buffered
     c.batch_execute("ROLLBACK TO SAVEPOINT s2; SAVEPOINT s3").unwrap();
@@ -312,7 +322,10 @@ fn knn_follows_commit_abort_savepoints_updates_and_deletes() {
     c.execute("UPDATE items SET embedding = $1 WHERE id = 5", &[&new5]).unwrap();
     assert_first_hit(&mut c, &stmt1, 5, &new5, "own update, before commit");
     let got = nearest(&mut c, "items", &old5, 10);
-    assert!(got.iter().all(|(id, d)| *id != 5 || *d > 1e-3), "own update: row 5 still found at its old vector: {got:?}");
+    assert!(
+        got.iter().all(|(id, d)| *id != 5 || *d > 1e-3),
+        "own update: row 5 still found at its old vector: {got:?}"
+    );
     assert_first_hit(&mut other, &other1, 5, &old5, "another session before the update commits");
     c.batch_execute("COMMIT").unwrap();
     for (s, st) in [(&mut c, &stmt1), (&mut other, &other1)] {
@@ -330,9 +343,18 @@ fn knn_follows_commit_abort_savepoints_updates_and_deletes() {
     let with_vectors = count(&mut c, "SELECT count(*) FROM items WHERE embedding IS NOT NULL") as usize;
     let all = knn_stmt(&mut c, "items", 1000);
     let got = knn_nullable(&mut c, &all, &vec_of(8, 0));
-    assert_eq!(got.len() as i64, count(&mut c, "SELECT count(*) FROM items"), "every row comes out of an unlimited kNN");
+    assert_eq!(
+        got.len() as i64,
+        count(&mut c, "SELECT count(*) FROM items"),
+        "every row comes out of an unlimited kNN"
+    );
     assert!(got[..with_vectors].iter().all(|(id, d)| *id != 8 && d.is_some()), "rows with a vector come first");
-    assert_eq!(got[with_vectors..].to_vec(), vec![(8, None)], "the row without a vector comes last: {:?}", &got[with_vectors - 2..]);
+    assert_eq!(
+        got[with_vectors..].to_vec(),
+        vec![(8, None)],
+        "the row without a vector comes last: {:?}",
+        &got[with_vectors - 2..]
+    );
     assert!(!ids_of(&nearest(&mut c, "items", &vec_of(8, 0), 10)).contains(&8));
 
     // DELETE removes it.
@@ -349,7 +371,10 @@ fn knn_follows_commit_abort_savepoints_updates_and_deletes() {
     // index's vectors are then exactly the table's.
     let live = count(&mut c, "SELECT count(*) FROM items WHERE embedding IS NOT NULL");
     let (vectors_before, deleted_before, _, _) = index_vector_info(&mut c, "items_search");
-    assert!(vectors_before > live, "before VACUUM the index still counts dead rows' vectors ({vectors_before} vs {live} live)");
+    assert!(
+        vectors_before > live,
+        "before VACUUM the index still counts dead rows' vectors ({vectors_before} vs {live} live)"
+    );
     c.batch_execute("VACUUM items").unwrap();
     let (vectors, deleted, _, _) = index_vector_info(&mut c, "items_search");
     eprintln!("vectors/deleted_vectors: before VACUUM {vectors_before}/{deleted_before}, after {vectors}/{deleted}; live {live}");
@@ -417,7 +442,12 @@ fn vacuum_counts_and_drops_tombstones_of_a_graph_segment() {
 // 3. Crash
 // ---------------------------------------------------------------------------------------------
 
-fn stream_vector_inserts(conn: String, first: i64, recorded: Arc<Mutex<Vec<i64>>>, stop: Arc<AtomicBool>) -> Option<String> {
+fn stream_vector_inserts(
+    conn: String,
+    first: i64,
+    recorded: Arc<Mutex<Vec<i64>>>,
+    stop: Arc<AtomicBool>,
+) -> Option<String> {
     let mut c = Client::connect(&conn, NoTls).expect("writer connects");
     let insert = c.prepare("INSERT INTO items (id, body, lang, embedding) VALUES ($1, $2, 'en', $3)").expect("prepare");
     for id in first..first + 100_000 {
@@ -462,14 +492,23 @@ fn committed_vectors_survive_kill9_mid_stream() {
             missing.push((id, got));
         }
     }
-    assert!(missing.is_empty(), "{} rows not found by their own vector after the crash, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "{} rows not found by their own vector after the crash, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
 
     c.batch_execute("VACUUM items").unwrap();
     let v = assert_verify_ok(&mut c, "items_search");
     assert_eq!(v.visible_rows, in_table.len() as i64);
     assert_eq!(vector_info(&mut c, "items_search").vectors, in_table.len() as i64, "after VACUUM");
     // Writes go on after recovery.
-    c.execute("INSERT INTO items (id, body, lang, embedding) VALUES (999999, 'after crash', 'en', $1)", &[&query_vec(5)]).unwrap();
+    c.execute(
+        "INSERT INTO items (id, body, lang, embedding) VALUES (999999, 'after crash', 'en', $1)",
+        &[&query_vec(5)],
+    )
+    .unwrap();
     assert_first_hit(&mut c, &stmt, 999_999, &query_vec(5), "row inserted after recovery");
     cluster.assert_no_backend_crash();
 }
@@ -498,7 +537,11 @@ fn assert_knn_correct(c: &mut Client, expected_rows: i64, when: &str) {
     let v = vector_info(c, "items_search");
     assert_eq!(v.vectors, expected_rows, "{when}: {v:?}");
     if expected_rows >= 2000 && when != "after CREATE INDEX" {
-        assert_eq!((v.graph_segments, v.exact_segments, v.deleted_vectors), (1, 0, 0), "{when}: a rebuild makes one graph segment: {v:?}");
+        assert_eq!(
+            (v.graph_segments, v.exact_segments, v.deleted_vectors),
+            (1, 0, 0),
+            "{when}: a rebuild makes one graph segment: {v:?}"
+        );
     }
     let stmt = knn_stmt(c, "items", 1);
     let rows = table_vectors(c, "items");
@@ -527,9 +570,12 @@ fn rebuilds_move_to_one_new_folder_and_knn_stays_correct() {
     let mut node = assert_single_folder(&cluster, &mut c, "items_search", "after CREATE INDEX");
     assert_knn_correct(&mut c, 2000, "after CREATE INDEX");
 
-    let ctid_of_2499 = |c: &mut Client| -> String { c.query_one("SELECT ctid::text FROM items WHERE id = 2499", &[]).unwrap().get(0) };
+    let ctid_of_2499 =
+        |c: &mut Client| -> String { c.query_one("SELECT ctid::text FROM items WHERE id = 2499", &[]).unwrap().get(0) };
     let before = ctid_of_2499(&mut c);
-    for sql in ["REINDEX INDEX items_search", "REINDEX TABLE items", "VACUUM FULL items", "CLUSTER items USING items_pkey"] {
+    for sql in
+        ["REINDEX INDEX items_search", "REINDEX TABLE items", "VACUUM FULL items", "CLUSTER items USING items_pkey"]
+    {
         c.batch_execute(sql).unwrap();
         let new_node = assert_single_folder(&cluster, &mut c, "items_search", &format!("after {sql}"));
         assert_ne!(new_node, node, "{sql} builds into a new relfilenode");
@@ -650,15 +696,21 @@ fn bad_vectors_and_options_are_errors_with_sqlstates() {
 
     // Query vectors as parameters.
     let stmt = c.prepare("SELECT id FROM items ORDER BY embedding <=> $1 LIMIT 5").unwrap();
-    for (v, code) in [(vec![1.0f32, 2.0], "22000"), (vec![1.0, f32::NAN, 3.0], "22000"), (vec![0.0; 3], "22000"), (vec![], "22000")] {
+    for (v, code) in
+        [(vec![1.0f32, 2.0], "22000"), (vec![1.0, f32::NAN, 3.0], "22000"), (vec![0.0; 3], "22000"), (vec![], "22000")]
+    {
         assert_eq!(sqlstate(c.query(&stmt, &[&v])), code, "parameter {v:?}");
     }
     let with_null: Vec<Option<f32>> = vec![Some(1.0), None, Some(3.0)];
     assert_eq!(sqlstate(c.query(&stmt, &[&with_null])), "22004");
 
     // All zeros is fine under l2.
-    let got: Vec<i64> =
-        c.query("SELECT id FROM l2items ORDER BY embedding <-> '{0,0,0}' LIMIT 1", &[]).unwrap().iter().map(|r| r.get(0)).collect();
+    let got: Vec<i64> = c
+        .query("SELECT id FROM l2items ORDER BY embedding <-> '{0,0,0}' LIMIT 1", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     assert_eq!(got, vec![1]);
 
     // A NULL vector is allowed: the row is stored, has no distance, and comes after the rows
@@ -680,7 +732,11 @@ fn bad_vectors_and_options_are_errors_with_sqlstates() {
     c.batch_execute("SET enable_indexscan = off; SET enable_bitmapscan = off; SET enable_seqscan = on").unwrap();
     assert_eq!(ordered(&mut c, 10), through_index, "a sort gives the same answer");
     c.batch_execute("RESET enable_indexscan; RESET enable_bitmapscan; SET enable_seqscan = off").unwrap();
-    assert_eq!(count(&mut c, "SELECT count(*) FROM items WHERE body @@@ 'three'"), 1, "the row is in the index for text");
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM items WHERE body @@@ 'three'"),
+        1,
+        "the row is in the index for text"
+    );
     // ORDER BY a NULL query vector: every distance is NULL, every row comes.
     let got = c.query("SELECT id FROM items ORDER BY embedding <=> $1 LIMIT 10", &[&None::<Vec<f32>>]).unwrap();
     assert_eq!(got.len(), 3, "{got:?}");
@@ -714,7 +770,10 @@ fn hybrid_search(c: &mut Client, args: &str, q: &[f32]) -> Vec<Fused> {
 /// The text list: matches of `query`, best BM25 score first, ties by key.
 fn text_list(c: &mut Client, query: &str) -> Vec<i64> {
     let mut rows: Vec<(f32, i64)> = c
-        .query("SELECT hybrid.score(id), id FROM items WHERE body @@@ $1 ORDER BY hybrid.score(id) DESC LIMIT 100", &[&query])
+        .query(
+            "SELECT hybrid.score(id), id FROM items WHERE body @@@ $1 ORDER BY hybrid.score(id) DESC LIMIT 100",
+            &[&query],
+        )
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1)))
@@ -727,7 +786,10 @@ fn text_list(c: &mut Client, query: &str) -> Vec<i64> {
 fn vector_list(c: &mut Client, q: &[f32]) -> Vec<i64> {
     let q = q.to_vec();
     let mut rows: Vec<(f64, i64)> = c
-        .query("SELECT embedding <=> $1, id FROM items WHERE embedding IS NOT NULL ORDER BY embedding <=> $1 LIMIT 100", &[&q])
+        .query(
+            "SELECT embedding <=> $1, id FROM items WHERE embedding IS NOT NULL ORDER BY embedding <=> $1 LIMIT 100",
+            &[&q],
+        )
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1)))
@@ -778,7 +840,10 @@ fn hybrid_search_fuses_text_and_knn_with_privileges_and_rls() {
     c.batch_execute("INSERT INTO items VALUES (601, 'harbor harbor harbor harbor', 'en', NULL)").unwrap();
     let matches = count(&mut c, "SELECT count(*) FROM items WHERE body @@@ 'harbor'");
     assert!((10..100).contains(&matches), "test precondition: {matches} rows match 'harbor'");
-    assert!(!c.query("SELECT 1 FROM hybrid.search('items_search', query => 'harbor') LIMIT 1", &[]).unwrap().is_empty());
+    assert!(!c
+        .query("SELECT 1 FROM hybrid.search('items_search', query => 'harbor') LIMIT 1", &[])
+        .unwrap()
+        .is_empty());
 
     for n in 0..5u64 {
         let q = query_vec(n);
@@ -790,10 +855,22 @@ fn hybrid_search_fuses_text_and_knn_with_privileges_and_rls() {
         assert!(got.iter().all(|f| all.contains(&f.key.parse().unwrap())), "keys exist");
         // Weights: vector_weight 0 gives the text order, text_weight 0 the vector order.
         let text_only = hybrid_search(&mut c, "query => 'harbor', vector => $1, k => 10, vector_weight => 0", &q);
-        assert_eq!(text_only.iter().map(|f| f.key.parse::<i64>().unwrap()).collect::<Vec<_>>(), t[..10].to_vec(), "vector_weight 0");
+        assert_eq!(
+            text_only.iter().map(|f| f.key.parse::<i64>().unwrap()).collect::<Vec<_>>(),
+            t[..10].to_vec(),
+            "vector_weight 0"
+        );
         let vec_only = hybrid_search(&mut c, "query => 'harbor', vector => $1, k => 10, text_weight => 0", &q);
-        assert_eq!(vec_only.iter().map(|f| f.key.parse::<i64>().unwrap()).collect::<Vec<_>>(), v[..10].to_vec(), "text_weight 0");
-        let weighted = hybrid_search(&mut c, "query => 'harbor', vector => $1, k => 25, text_weight => 0.3, vector_weight => 2", &q);
+        assert_eq!(
+            vec_only.iter().map(|f| f.key.parse::<i64>().unwrap()).collect::<Vec<_>>(),
+            v[..10].to_vec(),
+            "text_weight 0"
+        );
+        let weighted = hybrid_search(
+            &mut c,
+            "query => 'harbor', vector => $1, k => 25, text_weight => 0.3, vector_weight => 2",
+            &q,
+        );
         assert_fusion(&weighted, &t, &v, 25, 0.3, 2.0, &format!("weighted query {n}"));
         // One list alone.
         let alone = hybrid_search(&mut c, "vector => $1, k => 10", &q);

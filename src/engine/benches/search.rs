@@ -43,8 +43,11 @@ fn search(c: &mut Criterion) {
     let opts = BuildOptions { metric, m: M, ef_construction: EF_CONSTRUCTION, threads };
     let graph = build_graph(&opts, dims, &docs, &values).expect("graph");
     println!("{name}: graph of {} vectors built in {:.2?} ({threads} threads)", docs.len(), t.elapsed());
-    let bytes = encode_segment_file(N as u32, &[FieldData { dims, metric, docs: &docs, vectors: &values, graph: Some(&graph) }])
-        .expect("encode");
+    let bytes = encode_segment_file(
+        N as u32,
+        &[FieldData { dims, metric, docs: &docs, vectors: &values, graph: Some(&graph) }],
+    )
+    .expect("encode");
     let cfg = VectorFieldConfig { name: "v".into(), dimensions: dims, metric, m: M, ef_construction: EF_CONSTRUCTION };
     let seg = VectorSegment::from_bytes(OwnedBytes::new(bytes), &[cfg], PathBuf::from("bench.hvec")).expect("open");
     let field = seg.field(0).expect("field");

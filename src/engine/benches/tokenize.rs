@@ -33,9 +33,34 @@ fn texts() -> (&'static str, Vec<String>) {
     }
     // Words of English-like length, with some punctuation and capitals.
     let words = [
-        "The", "package", "provides", "a", "library", "for", "parsing", "configuration", "files,", "written",
-        "in", "C.", "It", "includes", "documentation", "and", "examples;", "development", "headers", "are",
-        "separate.", "Running", "databases", "quickly", "with", "utilities", "(server)", "client-side",
+        "The",
+        "package",
+        "provides",
+        "a",
+        "library",
+        "for",
+        "parsing",
+        "configuration",
+        "files,",
+        "written",
+        "in",
+        "C.",
+        "It",
+        "includes",
+        "documentation",
+        "and",
+        "examples;",
+        "development",
+        "headers",
+        "are",
+        "separate.",
+        "Running",
+        "databases",
+        "quickly",
+        "with",
+        "utilities",
+        "(server)",
+        "client-side",
     ];
     let mut s = 7u64;
     let mut out = Vec::new();

@@ -151,7 +151,13 @@ fn config(dims: usize, a: &Args) -> IndexConfig {
 
 /// Brute-force top 10 (indexes into `base`) of each query, by the metric's SQL distance.
 fn ground_truth(metric: Metric, base: &[Vec<f32>], queries: &[Vec<f32>], usable: &[bool]) -> Vec<Vec<usize>> {
-    let prep = |v: &[f32]| if metric == Metric::Cosine { normalized(v).unwrap_or_else(|| vec![0.0; v.len()]) } else { v.to_vec() };
+    let prep = |v: &[f32]| {
+        if metric == Metric::Cosine {
+            normalized(v).unwrap_or_else(|| vec![0.0; v.len()])
+        } else {
+            v.to_vec()
+        }
+    };
     let stored: Vec<Vec<f32>> = base.iter().map(|v| prep(v)).collect();
     queries
         .iter()
@@ -216,7 +222,14 @@ fn main() {
                 let cfg = config(dims, &a);
                 hybrid_engine::vector::plugin::set_default_build_threads(a.threads);
                 let (_, el, cpu) = timed(|| {
-                    let mut b = IndexBuilder::create(&dir, &cfg, &Identity { index_oid: 1, created_xid: 2 }, a.threads, 64 << 20).unwrap();
+                    let mut b = IndexBuilder::create(
+                        &dir,
+                        &cfg,
+                        &Identity { index_oid: 1, created_xid: 2 },
+                        a.threads,
+                        64 << 20,
+                    )
+                    .unwrap();
                     for (i, v) in base.iter().enumerate() {
                         b.add(&Document {
                             ctid: pack_ctid((i / 200) as u32 + 1, (i % 200) as u16 + 1),
@@ -238,8 +251,11 @@ fn main() {
                         for (q, want) in queries.iter().zip(truth) {
                             let res = snap.knn(0, q, 10, ef, None, 0).unwrap();
                             // ctid back to row number.
-                            let got: Vec<usize> =
-                                res.hits.iter().map(|(_, c)| (((c >> 16) - 1) * 200 + ((c & 0xffff) - 1)) as usize).collect();
+                            let got: Vec<usize> = res
+                                .hits
+                                .iter()
+                                .map(|(_, c)| (((c >> 16) - 1) * 200 + ((c & 0xffff) - 1)) as usize)
+                                .collect();
                             r += recall(&got, want);
                         }
                         println!(
@@ -258,10 +274,15 @@ fn main() {
                     .iter()
                     .flat_map(|i| {
                         let v = &base[*i as usize];
-                        if a.metric == Metric::Cosine { normalized(v).unwrap() } else { v.clone() }
+                        if a.metric == Metric::Cosine {
+                            normalized(v).unwrap()
+                        } else {
+                            v.clone()
+                        }
                     })
                     .collect();
-                let o = BuildOptions { metric: a.metric, m: a.m, ef_construction: a.ef_construction, threads: a.threads };
+                let o =
+                    BuildOptions { metric: a.metric, m: a.m, ef_construction: a.ef_construction, threads: a.threads };
                 let (g, el, cpu) = timed(|| build_graph(&o, dims, &docs, &values).unwrap());
                 println!("graph    build: {el:>8.2?} elapsed, {cpu:>8.2?} cpu (max level {})", g.max_level);
                 times.push(("graph".into(), el));
@@ -278,7 +299,8 @@ fn main() {
                     })
                     .collect();
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(a.threads).build().unwrap();
-                let points: Vec<(&[f32], usize)> = data.iter().enumerate().filter(|(i, _)| usable[*i]).map(|(i, v)| (v.as_slice(), i)).collect();
+                let points: Vec<(&[f32], usize)> =
+                    data.iter().enumerate().filter(|(i, _)| usable[*i]).map(|(i, v)| (v.as_slice(), i)).collect();
                 let (h, el, cpu) = timed(|| {
                     pool.install(|| {
                         let h = Hnsw::new(a.m, n, 16, a.ef_construction, EngineDist(a.metric));

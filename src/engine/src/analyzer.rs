@@ -3,9 +3,8 @@
 //! query term find the indexed term.
 
 use tantivy::tokenizer::{
-    AsciiFoldingFilter, Language, LowerCaser, NgramTokenizer, RawTokenizer, RemoveLongFilter,
-    SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer, TextAnalyzerBuilder, TokenizerManager,
-    WhitespaceTokenizer,
+    AsciiFoldingFilter, Language, LowerCaser, NgramTokenizer, RawTokenizer, RemoveLongFilter, SimpleTokenizer, Stemmer,
+    StopWordFilter, TextAnalyzer, TextAnalyzerBuilder, TokenizerManager, WhitespaceTokenizer,
 };
 
 use crate::config::{IndexConfig, Stopwords, TextFieldConfig, TokenizerKind};
@@ -67,7 +66,10 @@ pub fn build_analyzer(field: &TextFieldConfig) -> Result<TextAnalyzer> {
     }
     if let Some(lang) = &field.stemmer {
         let l = language(lang).ok_or_else(|| {
-            Error::invalid_parameter(format!("unknown stemmer language \"{lang}\""), "use \"none\" or a Snowball language")
+            Error::invalid_parameter(
+                format!("unknown stemmer language \"{lang}\""),
+                "use \"none\" or a Snowball language",
+            )
         })?;
         builder = builder.filter_dynamic(Stemmer::new(l));
     }

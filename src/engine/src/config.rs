@@ -120,15 +120,41 @@ pub enum ColumnKind {
 
 /// Languages with a Snowball stemmer.
 pub const STEMMER_LANGUAGES: &[&str] = &[
-    "arabic", "danish", "dutch", "english", "finnish", "french", "german", "greek", "hungarian",
-    "italian", "norwegian", "portuguese", "romanian", "russian", "spanish", "swedish", "tamil",
+    "arabic",
+    "danish",
+    "dutch",
+    "english",
+    "finnish",
+    "french",
+    "german",
+    "greek",
+    "hungarian",
+    "italian",
+    "norwegian",
+    "portuguese",
+    "romanian",
+    "russian",
+    "spanish",
+    "swedish",
+    "tamil",
     "turkish",
 ];
 
 /// Languages with a built-in stop word list.
 pub const STOPWORD_LANGUAGES: &[&str] = &[
-    "danish", "dutch", "english", "finnish", "french", "german", "hungarian", "italian",
-    "norwegian", "portuguese", "russian", "spanish", "swedish",
+    "danish",
+    "dutch",
+    "english",
+    "finnish",
+    "french",
+    "german",
+    "hungarian",
+    "italian",
+    "norwegian",
+    "portuguese",
+    "russian",
+    "spanish",
+    "swedish",
 ];
 
 const FIELD_OPTIONS: &[&str] = &[
@@ -191,8 +217,7 @@ impl IndexConfig {
             }
         };
 
-        let mut per_field: BTreeMap<String, serde_json::Map<String, serde_json::Value>> =
-            BTreeMap::new();
+        let mut per_field: BTreeMap<String, serde_json::Map<String, serde_json::Value>> = BTreeMap::new();
         if let Some(json) = fields_json {
             let value: serde_json::Value = serde_json::from_str(json).map_err(|e| {
                 Error::invalid_parameter(
@@ -207,12 +232,10 @@ impl IndexConfig {
                 )
             })?;
             for (name, opts) in obj {
-                let col = columns.iter().find(|c| &c.name == name).ok_or_else(|| {
-                    Error::UnknownField {
-                        message: format!("index option \"fields\" names \"{name}\", which is not an indexed column"),
-                        hint: Some("configure only columns listed in CREATE INDEX".into()),
-                        position: None,
-                    }
+                let col = columns.iter().find(|c| &c.name == name).ok_or_else(|| Error::UnknownField {
+                    message: format!("index option \"fields\" names \"{name}\", which is not an indexed column"),
+                    hint: Some("configure only columns listed in CREATE INDEX".into()),
+                    position: None,
                 })?;
                 if !matches!(col.kind, ColumnKind::Text | ColumnKind::Vector) || col.name == key_field {
                     return Err(Error::invalid_parameter(
@@ -243,8 +266,7 @@ impl IndexConfig {
                 return Err(Error::WrongType {
                     message: format!("column \"{}\" cannot be indexed as text", c.name),
                     hint: Some(
-                        "a hybrid index holds text, varchar and real[] (vector) columns plus one key column"
-                            .into(),
+                        "a hybrid index holds text, varchar and real[] (vector) columns plus one key column".into(),
                     ),
                 });
             }
@@ -303,13 +325,23 @@ impl VectorFieldConfig {
         }
         if v.len() != self.dimensions {
             return Err(Error::InvalidValue {
-                message: format!("expected {} dimensions, not {} ({what} for field \"{}\")", self.dimensions, v.len(), self.name),
+                message: format!(
+                    "expected {} dimensions, not {} ({what} for field \"{}\")",
+                    self.dimensions,
+                    v.len(),
+                    self.name
+                ),
                 hint: Some(format!("field \"{}\" was created with \"dimensions\": {}", self.name, self.dimensions)),
             });
         }
         if let Some(i) = v.iter().position(|x| !x.is_finite()) {
             return Err(Error::InvalidValue {
-                message: format!("{what} for field \"{}\" has a non-finite value ({}) at position {}", self.name, v[i], i + 1),
+                message: format!(
+                    "{what} for field \"{}\" has a non-finite value ({}) at position {}",
+                    self.name,
+                    v[i],
+                    i + 1
+                ),
                 hint: Some("NaN and infinity have no distance; replace them with finite numbers".into()),
             });
         }
@@ -353,7 +385,9 @@ impl VectorFieldConfig {
         let ef_construction = int("ef_construction", 4, 1000, Some(64.max(2 * m)))?;
         if ef_construction < 2 * m {
             return Err(Error::invalid_parameter(
-                format!("ef_construction ({ef_construction}) of vector field \"{name}\" must be at least twice m ({m})"),
+                format!(
+                    "ef_construction ({ef_construction}) of vector field \"{name}\" must be at least twice m ({m})"
+                ),
                 "raise ef_construction or lower m",
             ));
         }
@@ -390,10 +424,7 @@ impl TextFieldConfig {
         }
     }
 
-    fn from_options(
-        name: &str,
-        opts: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<TextFieldConfig> {
+    fn from_options(name: &str, opts: &serde_json::Map<String, serde_json::Value>) -> Result<TextFieldConfig> {
         for key in opts.keys() {
             if !FIELD_OPTIONS.contains(&key.as_str()) {
                 return Err(Error::invalid_parameter(
@@ -537,15 +568,7 @@ impl TextFieldConfig {
                 ))
             }
         };
-        Ok(TextFieldConfig {
-            name: name.to_string(),
-            tokenizer,
-            lowercase,
-            ascii_folding,
-            stemmer,
-            stopwords,
-            keyword,
-        })
+        Ok(TextFieldConfig { name: name.to_string(), tokenizer, lowercase, ascii_folding, stemmer, stopwords, keyword })
     }
 }
 
@@ -575,14 +598,13 @@ mod tests {
         let c = IndexConfig::from_create_index(
             &cols(),
             Some("id"),
-            Some(r#"{"title": {"tokenizer": "ngram", "min_gram": 2, "max_gram": 4, "keyword": true},
-                     "body": {"stemmer": "none", "stopwords": ["The", "a"]}}"#),
+            Some(
+                r#"{"title": {"tokenizer": "ngram", "min_gram": 2, "max_gram": 4, "keyword": true},
+                     "body": {"stemmer": "none", "stopwords": ["The", "a"]}}"#,
+            ),
         )
         .unwrap();
-        assert_eq!(
-            c.text_fields[0].tokenizer,
-            TokenizerKind::Ngram { min_gram: 2, max_gram: 4, prefix_only: false }
-        );
+        assert_eq!(c.text_fields[0].tokenizer, TokenizerKind::Ngram { min_gram: 2, max_gram: 4, prefix_only: false });
         assert!(c.text_fields[0].keyword);
         assert_eq!(c.text_fields[1].stemmer, None);
         assert_eq!(c.text_fields[1].stopwords, Stopwords::List(vec!["the".into(), "a".into()]));
@@ -601,17 +623,15 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("unknown tokenizer"));
         assert!(e.hint().unwrap().contains("whitespace"));
-        let e = IndexConfig::from_create_index(&cols(), Some("id"), Some(r#"{"body": {"min_gram": 2}}"#))
-            .unwrap_err();
+        let e = IndexConfig::from_create_index(&cols(), Some("id"), Some(r#"{"body": {"min_gram": 2}}"#)).unwrap_err();
         assert!(e.to_string().contains("needs \"tokenizer\": \"ngram\""));
-        let e = IndexConfig::from_create_index(&cols(), Some("id"), Some(r#"{"id": {"tokenizer": "raw"}}"#))
-            .unwrap_err();
+        let e =
+            IndexConfig::from_create_index(&cols(), Some("id"), Some(r#"{"id": {"tokenizer": "raw"}}"#)).unwrap_err();
         assert!(e.to_string().contains("not a text or vector field"));
         let e = IndexConfig::from_create_index(&cols(), Some("id"), Some(r#"{"body": {"stemmer": "elvish"}}"#))
             .unwrap_err();
         assert!(e.to_string().contains("unknown stemmer"));
-        let e = IndexConfig::from_create_index(&cols(), Some("id"), Some(r#"{"body": {"colour": 1}}"#))
-            .unwrap_err();
+        let e = IndexConfig::from_create_index(&cols(), Some("id"), Some(r#"{"body": {"colour": 1}}"#)).unwrap_err();
         assert!(e.to_string().contains("unknown option"));
         let mut c = cols();
         c.push(ColumnSpec { name: "n".into(), kind: ColumnKind::Integer });
@@ -650,12 +670,8 @@ mod tests {
 
     #[test]
     fn round_trips_through_json() {
-        let c = IndexConfig::from_create_index(
-            &cols(),
-            Some("id"),
-            Some(r#"{"title": {"tokenizer": "raw"}}"#),
-        )
-        .unwrap();
+        let c =
+            IndexConfig::from_create_index(&cols(), Some("id"), Some(r#"{"title": {"tokenizer": "raw"}}"#)).unwrap();
         let s = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<IndexConfig>(&s).unwrap(), c);
     }

@@ -19,8 +19,7 @@ use parking_lot::RwLock;
 
 use tantivy::directory::error::{DeleteError, LockError, OpenDirectoryError, OpenReadError, OpenWriteError};
 use tantivy::directory::{
-    DirectoryLock, FileHandle, Lock, MmapDirectory, RamDirectory, WatchCallback, WatchHandle, WritePtr,
-    META_LOCK,
+    DirectoryLock, FileHandle, Lock, MmapDirectory, RamDirectory, WatchCallback, WatchHandle, WritePtr, META_LOCK,
 };
 use tantivy::Directory;
 
@@ -46,13 +45,17 @@ impl SidecarDirectory {
     /// Opens the folder at `root`, which must exist.
     pub fn open(root: &Path) -> Result<SidecarDirectory> {
         let inner = MmapDirectory::open(root).map_err(|e| match e {
-            OpenDirectoryError::DoesNotExist(_) => Error::Missing {
-                path: root.to_path_buf(),
-                detail: "the folder does not exist".into(),
-            },
+            OpenDirectoryError::DoesNotExist(_) => {
+                Error::Missing { path: root.to_path_buf(), detail: "the folder does not exist".into() }
+            }
             other => Error::io("open", root, std::io::Error::other(other.to_string())),
         })?;
-        Ok(SidecarDirectory { inner, root: root.to_path_buf(), manifest_override: Arc::default(), overlay: Arc::default() })
+        Ok(SidecarDirectory {
+            inner,
+            root: root.to_path_buf(),
+            manifest_override: Arc::default(),
+            overlay: Arc::default(),
+        })
     }
 
     /// Opens `root` but answers reads of the manifest with `manifest` instead of the file.
@@ -134,8 +137,7 @@ impl Directory for SidecarDirectory {
         if is(path, MANAGED_FILE) {
             return Ok(());
         }
-        fsutil::write_atomic(&self.root.join(path), data)
-            .map_err(|e| std::io::Error::other(e.to_string()))
+        fsutil::write_atomic(&self.root.join(path), data).map_err(|e| std::io::Error::other(e.to_string()))
     }
 
     fn acquire_lock(&self, lock: &Lock) -> Result<DirectoryLock, LockError> {

@@ -19,11 +19,7 @@ pub fn fsync_dir(path: &Path) -> Result<()> {
 /// Creates `path` (and missing parents) with mode 0700: index files are readable by the server's
 /// OS user only, like the rest of the data directory.
 pub fn create_private_dir(path: &Path) -> Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(|e| Error::io("create folder", path, e))
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(path).map_err(|e| Error::io("create folder", path, e))
 }
 
 /// Writes `bytes` to `path` atomically and durably: a temporary file in the same folder is
@@ -197,7 +193,6 @@ mod tests {
         p
     }
 }
-
 
 /// Removes the files of folder `dir` whose names `doomed` picks (one already gone is no error),
 /// then makes the removals durable. Returns how many were removed.

@@ -158,7 +158,14 @@ impl Manifest {
             segments: Vec::new(),
             schema,
             opstamp: 0,
-            hybrid: HybridMeta { format: FORMAT, generation: 0, config, identity, position: None, log: LogState::default() },
+            hybrid: HybridMeta {
+                format: FORMAT,
+                generation: 0,
+                config,
+                identity,
+                position: None,
+                log: LogState::default(),
+            },
         }
     }
 

@@ -1,15 +1,13 @@
 //! The tantivy schema of an index, derived from its [`IndexConfig`], and the field handles the
 //! rest of the engine uses.
 
-use tantivy::schema::{
-    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions,
-};
+use tantivy::schema::{Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions};
 
 use std::path::Path;
 
 use crate::analyzer::{tokenizer_name, KEYWORD_TOKENIZER};
-use crate::error::{Error, Result};
 use crate::config::{IndexConfig, KeyType, KEYWORD_SUFFIX};
+use crate::error::{Error, Result};
 
 /// Field holding the heap tuple id (block << 16 | offset) of each document.
 pub const CTID_FIELD: &str = "_hybrid_ctid";

@@ -62,7 +62,8 @@ fn ids(idx: &TextIndex, q: &str) -> Vec<u64> {
 fn scores(idx: &TextIndex, q: &str) -> Vec<(u64, f32)> {
     let s = idx.snapshot();
     let query = s.compile(q, Some(0), DefaultOperator::Or).unwrap();
-    let mut v: Vec<(u64, f32)> = s.top_ctids(&*query, 100, 0).unwrap().into_iter().map(|(sc, c)| ((c >> 16) - 1, sc)).collect();
+    let mut v: Vec<(u64, f32)> =
+        s.top_ctids(&*query, 100, 0).unwrap().into_iter().map(|(sc, c)| ((c >> 16) - 1, sc)).collect();
     v.sort_by_key(|x| x.0);
     v
 }

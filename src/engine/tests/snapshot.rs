@@ -96,7 +96,9 @@ impl MultipartUpload for FaultyUpload {
     fn put_part(&mut self, data: PutPayload) -> object_store::UploadPart {
         let left = self.parts_left.load(Ordering::SeqCst);
         if left == 0 {
-            return Box::pin(async { Err(object_store::Error::Generic { store: "faulty", source: "injected part failure".into() }) });
+            return Box::pin(async {
+                Err(object_store::Error::Generic { store: "faulty", source: "injected part failure".into() })
+            });
         }
         if left > 0 {
             self.parts_left.fetch_sub(1, Ordering::SeqCst);
@@ -161,7 +163,12 @@ impl fmt::Display for Faulty {
 
 #[async_trait]
 impl ObjectStore for Faulty {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
         self.take_put()?;
         let r = self.inner.put_opts(location, payload, opts).await?;
         if location.as_ref().starts_with("indexes/") && self.lose_manifest_answer.swap(false, Ordering::SeqCst) {
@@ -245,7 +252,8 @@ fn second_snapshot_uploads_only_new_files() {
     let old = s.manifest("u1", first.sequence).unwrap();
     let new = s.manifest("u1", second.sequence).unwrap();
     let old_names: BTreeSet<&str> = old.files.iter().map(|f| f.name.as_str()).collect();
-    let fresh: Vec<_> = new.files.iter().filter(|f| !old_names.contains(f.name.as_str()) || f.name == "meta.json").collect();
+    let fresh: Vec<_> =
+        new.files.iter().filter(|f| !old_names.contains(f.name.as_str()) || f.name == "meta.json").collect();
     assert!(fresh.len() >= 7, "a segment's 6 files and meta.json: {fresh:?}");
     assert_eq!(second.files_uploaded, fresh.len());
     assert_eq!(second.bytes_uploaded, fresh.iter().map(|f| f.size).sum::<u64>());
@@ -296,7 +304,10 @@ fn restore_gives_identical_search_results_elsewhere() {
     // Restore into an empty place.
     let target = tmp.join("restored").join("16384");
     let r = s.restore("u2", None, &target, &mut no_progress).unwrap();
-    assert_eq!((r.sequence, r.files, r.bytes, r.replaced, r.position), (rep.sequence, rep.files, rep.bytes_total, false, pos(5)));
+    assert_eq!(
+        (r.sequence, r.files, r.bytes, r.replaced, r.position),
+        (rep.sequence, rep.files, rep.bytes_total, false, pos(5))
+    );
     assert_eq!(all_results(&target), before);
     let check = verify_local(&target, true).unwrap();
     assert_eq!((check.files, check.bytes), (rep.files, rep.bytes_total));
@@ -320,7 +331,8 @@ fn restore_gives_identical_search_results_elsewhere() {
     assert!(downloads >= rep.files);
     assert_eq!(all_results(&target2), before);
     // Nothing left behind next to the targets.
-    let siblings: Vec<_> = std::fs::read_dir(target2.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).collect();
+    let siblings: Vec<_> =
+        std::fs::read_dir(target2.parent().unwrap()).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(siblings.len(), 1, "{siblings:?}");
 
     // Restoring over an existing (here: damaged) folder replaces it.
@@ -437,7 +449,10 @@ fn damaged_or_truncated_blobs_are_detected_and_the_target_left_alone() {
     s.restore("u4", None, &target, &mut no_progress).unwrap();
     let good = folder_contents(&target);
 
-    for (what, victim) in [("flipped", m.files.iter().max_by_key(|f| f.size).unwrap()), ("truncated", m.files.iter().find(|f| f.name.ends_with(".store")).unwrap())] {
+    for (what, victim) in [
+        ("flipped", m.files.iter().max_by_key(|f| f.size).unwrap()),
+        ("truncated", m.files.iter().find(|f| f.name.ends_with(".store")).unwrap()),
+    ] {
         let key = format!("blobs/{}", victim.sha256);
         tamper(&mem, &key, |b| {
             if what == "flipped" {
@@ -458,7 +473,12 @@ fn damaged_or_truncated_blobs_are_detected_and_the_target_left_alone() {
         }
         // The target is exactly as it was; no temporary folder is left.
         assert_eq!(folder_contents(&target), good, "{what}");
-        let leftovers: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
+        let leftovers: Vec<_> = std::fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| n.to_string_lossy().starts_with('.'))
+            .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
         // The damaged blob was moved aside...
         assert!(!keys(&*mem).contains(&key));
@@ -569,7 +589,8 @@ fn a_slow_store_times_out_and_is_retried() {
     let dir = tmp.join("index");
     build(&dir, 50);
     let mem: Arc<InMemory> = Arc::new(InMemory::new());
-    let faulty = Arc::new(Faulty { delay: Duration::from_millis(400), ..Arc::try_unwrap(Faulty::new(mem.clone())).unwrap() });
+    let faulty =
+        Arc::new(Faulty { delay: Duration::from_millis(400), ..Arc::try_unwrap(Faulty::new(mem.clone())).unwrap() });
     let o = StoreOptions { request_timeout: Duration::from_millis(100), ..opts() };
     let s = SnapshotStore::from_object_store(faulty.clone(), "", "slow://", o).unwrap();
     // Two stalls: the third attempt of the first HEAD goes through.
@@ -677,7 +698,10 @@ fn cancelling_stops_without_a_manifest() {
     let e = s
         .snapshot(&dir, &ident("u10"), pos(1), &keep(3), &mut |p: Progress| {
             if p.phase == Phase::Uploading && p.files_done == 3 {
-                return Err(Error::InvalidParameter { message: "canceling statement due to user request".into(), hint: None });
+                return Err(Error::InvalidParameter {
+                    message: "canceling statement due to user request".into(),
+                    hint: None,
+                });
             }
             Ok(())
         })
@@ -688,10 +712,19 @@ fn cancelling_stops_without_a_manifest() {
     // Cancelling a restore leaves no folder.
     s.snapshot(&dir, &ident("u10"), pos(1), &keep(3), &mut no_progress).unwrap();
     let t = tmp.join("t");
-    let e = s.restore("u10", None, &t, &mut |p: Progress| if p.files_done == 2 { Err(Error::Tantivy("stop".into())) } else { Ok(()) });
+    let e = s.restore("u10", None, &t, &mut |p: Progress| {
+        if p.files_done == 2 {
+            Err(Error::Tantivy("stop".into()))
+        } else {
+            Ok(())
+        }
+    });
     assert!(e.is_err());
     assert!(!t.exists());
-    assert_eq!(std::fs::read_dir(&tmp).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with('.')).count(), 0);
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with('.')).count(),
+        0
+    );
     let _ = std::fs::remove_dir_all(tmp);
 }
 
@@ -777,8 +810,13 @@ fn vector_indexes_round_trip() {
     let mut b = IndexBuilder::create(&dir, &cfg, &Identity::default(), 1, 40 << 20).unwrap();
     for i in 0..1500u64 {
         let v: Vec<f32> = (0..8).map(|d| ((mix(i * 8 + d) % 1000) as f32) / 1000.0).collect();
-        b.add(&Document { ctid: (i + 1) << 16, key: KeyValue::I64(i as i64), texts: vec![Some(format!("t{}", i % 7))], vectors: vec![Some(v)] })
-            .unwrap();
+        b.add(&Document {
+            ctid: (i + 1) << 16,
+            key: KeyValue::I64(i as i64),
+            texts: vec![Some(format!("t{}", i % 7))],
+            vectors: vec![Some(v)],
+        })
+        .unwrap();
     }
     b.finish().unwrap();
     let knn = |d: &FsPath| {

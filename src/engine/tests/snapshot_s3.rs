@@ -213,7 +213,12 @@ impl Raw {
         for uuid in uuids {
             for info in s.list(uuid).unwrap() {
                 for f in &s.manifest(uuid, info.sequence).unwrap().files {
-                    assert!(blobs.contains(&format!("blobs/{}", f.sha256)), "{uuid} {}: {} missing", info.sequence, f.name);
+                    assert!(
+                        blobs.contains(&format!("blobs/{}", f.sha256)),
+                        "{uuid} {}: {} missing",
+                        info.sequence,
+                        f.name
+                    );
                 }
             }
         }
@@ -225,8 +230,13 @@ fn build_big(dir: &FsPath, salt: u64) {
     let mut b = IndexBuilder::create(dir, &config(), &Identity::default(), 1, 200 << 20).unwrap();
     for i in 0..6000u64 {
         let body: String = (0..150).map(|j| format!("{:016x} ", mix(salt ^ (i * 1000 + j)))).collect();
-        b.add(&Document { ctid: (i + 1) << 16, key: KeyValue::I64(i as i64), texts: vec![Some(format!("w{}", i % 50)), Some(body)], vectors: vec![] })
-            .unwrap();
+        b.add(&Document {
+            ctid: (i + 1) << 16,
+            key: KeyValue::I64(i as i64),
+            texts: vec![Some(format!("w{}", i % 50)), Some(body)],
+            vectors: vec![],
+        })
+        .unwrap();
     }
     b.finish().unwrap();
 }
@@ -261,8 +271,16 @@ fn s3_dedup_restore_and_damage() {
     assert!(same.unchanged && same.bytes_uploaded == 0);
     add_segment(&dir, 3000, 3050);
     let second = s.snapshot(&dir, &ident("s3a"), pos(12), &keep(2), &mut no_progress).unwrap();
-    let old: BTreeSet<String> = s.manifest("s3a", first.sequence).unwrap().files.iter().map(|f| f.sha256.clone()).collect();
-    let fresh: u64 = s.manifest("s3a", second.sequence).unwrap().files.iter().filter(|f| !old.contains(&f.sha256)).map(|f| f.size).sum();
+    let old: BTreeSet<String> =
+        s.manifest("s3a", first.sequence).unwrap().files.iter().map(|f| f.sha256.clone()).collect();
+    let fresh: u64 = s
+        .manifest("s3a", second.sequence)
+        .unwrap()
+        .files
+        .iter()
+        .filter(|f| !old.contains(&f.sha256))
+        .map(|f| f.size)
+        .sum();
     assert_eq!(second.bytes_uploaded, fresh);
     assert!(second.bytes_uploaded * 5 < second.bytes_total, "{second:?}");
     eprintln!(
@@ -302,7 +320,10 @@ fn s3_dedup_restore_and_damage() {
         }
         raw.put(&key, bytes);
         let e = s.restore("s3a", None, &target, &mut no_progress).unwrap_err();
-        assert!(matches!(&e, Error::Corrupt { path, .. } if path.to_string_lossy().contains(&victim.sha256)), "{damage}: {e}");
+        assert!(
+            matches!(&e, Error::Corrupt { path, .. } if path.to_string_lossy().contains(&victim.sha256)),
+            "{damage}: {e}"
+        );
         eprintln!("{damage}: {e}");
         assert_eq!(std::fs::read(target.join("meta.json")).unwrap(), good);
         assert_eq!(all_results(&target), expected);
@@ -363,7 +384,10 @@ fn s3_server_hung_or_killed_mid_upload() {
     let before_retry = raw.keys("blobs").len();
     assert!(before_retry > 0);
     let rep = s.snapshot(&dir, &ident("s3k"), pos(1), &keep(2), &mut no_progress).unwrap();
-    eprintln!("after the hang: {} of {} files sent ({} of {} bytes)", rep.files_uploaded, rep.files, rep.bytes_uploaded, rep.bytes_total);
+    eprintln!(
+        "after the hang: {} of {} files sent ({} of {} bytes)",
+        rep.files_uploaded, rep.files, rep.bytes_uploaded, rep.bytes_total
+    );
     assert_eq!(rep.files_uploaded, rep.files - before_retry);
     raw.assert_no_dangling_manifest(&s, &["s3k"]);
     let restored = tmp.join("r1");

@@ -45,7 +45,12 @@ const CORPUS: &[(&str, &str)] = &[
 
 fn doc(i: usize) -> Document {
     let (t, b) = CORPUS[i];
-    Document { ctid: (i as u64 + 1) << 16 | 1, key: KeyValue::I64(i as i64), texts: vec![Some(t.into()), Some(b.into())], vectors: vec![] }
+    Document {
+        ctid: (i as u64 + 1) << 16 | 1,
+        key: KeyValue::I64(i as i64),
+        texts: vec![Some(t.into()), Some(b.into())],
+        vectors: vec![],
+    }
 }
 
 fn build(dir: &PathBuf, cfg: &IndexConfig) -> Manifest {
@@ -177,7 +182,9 @@ fn deletes_then_merge_shrink_the_index_and_readers_follow() {
     assert_eq!(keys(&reader, "rust", Some(1)), vec![1, 2, 3]);
     let _lock = maintenance::lock_maintenance(&dir, || {}).unwrap();
     let dead = [doc(2).ctid, doc(5).ctid];
-    let stats = maintenance::bulk_delete(&dir, &hybrid_engine::text::pending::NoLog, &mut |c| dead.contains(&c), &mut |_| {}).unwrap();
+    let stats =
+        maintenance::bulk_delete(&dir, &hybrid_engine::text::pending::NoLog, &mut |c| dead.contains(&c), &mut |_| {})
+            .unwrap();
     assert_eq!(stats.deleted, 2);
     assert_eq!(stats.remaining, CORPUS.len() as u64 - 2);
     assert!(reader.refresh().unwrap());
@@ -186,7 +193,8 @@ fn deletes_then_merge_shrink_the_index_and_readers_follow() {
     assert_eq!(m.num_docs(), CORPUS.len() as u64 - 2);
     // Fully deleted one-document segments are dropped from the manifest outright.
     assert_eq!(m.segments.len(), CORPUS.len() - 2);
-    let merges = maintenance::merge_until_settled(&dir, &MergePolicy { merge_factor: 3, ..Default::default() }, || {}).unwrap();
+    let merges =
+        maintenance::merge_until_settled(&dir, &MergePolicy { merge_factor: 3, ..Default::default() }, || {}).unwrap();
     assert!(merges >= 1);
     let m = Manifest::read(&dir).unwrap();
     assert!(m.segments.len() < CORPUS.len() - 2, "{}", m.segments.len());
@@ -197,7 +205,8 @@ fn deletes_then_merge_shrink_the_index_and_readers_follow() {
     let m = Manifest::read(&dir).unwrap();
     assert_eq!(m.segments.len(), 1);
     // Only the live segment's files and our own files remain.
-    let files: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let files: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     let prefix = m.segments[0].segment_id.uuid_string();
     for f in &files {
         assert!(f.starts_with(&prefix) || !f.chars().take(32).all(|c| c.is_ascii_hexdigit()), "stray file {f}");
@@ -225,8 +234,20 @@ fn null_fields_never_match() {
     let dir = tempdir("nulls");
     let cfg = config(None);
     let mut b = IndexBuilder::create(&dir, &cfg, &Identity::default(), 1, 40 << 20).unwrap();
-    b.add(&Document { ctid: 1 << 16 | 1, key: KeyValue::I64(1), texts: vec![Some("rust".into()), None], vectors: vec![] }).unwrap();
-    b.add(&Document { ctid: 2 << 16 | 1, key: KeyValue::I64(2), texts: vec![Some("rust".into()), Some("postgres".into())], vectors: vec![] }).unwrap();
+    b.add(&Document {
+        ctid: 1 << 16 | 1,
+        key: KeyValue::I64(1),
+        texts: vec![Some("rust".into()), None],
+        vectors: vec![],
+    })
+    .unwrap();
+    b.add(&Document {
+        ctid: 2 << 16 | 1,
+        key: KeyValue::I64(2),
+        texts: vec![Some("rust".into()), Some("postgres".into())],
+        vectors: vec![],
+    })
+    .unwrap();
     b.finish().unwrap();
     let idx = TextIndex::open(&dir).unwrap();
     assert_eq!(keys(&idx, "NOT postgres", Some(1)), Vec::<u64>::new());

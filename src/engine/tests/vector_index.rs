@@ -147,8 +147,12 @@ fn sql_distance(metric: Metric, q: &[f32], x: &[f32]) -> f64 {
 
 /// Brute-force top k ctids among rows `keep` accepts.
 fn brute(metric: Metric, data: &[Vec<f32>], q: &[f32], k: usize, keep: impl Fn(usize) -> bool) -> Vec<(f64, u64)> {
-    let mut all: Vec<(f64, u64)> =
-        data.iter().enumerate().filter(|(i, _)| keep(*i)).map(|(i, x)| (sql_distance(metric, q, x), ctid_of(i))).collect();
+    let mut all: Vec<(f64, u64)> = data
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| keep(*i))
+        .map(|(i, x)| (sql_distance(metric, q, x), ctid_of(i)))
+        .collect();
     all.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
     all.truncate(k);
     all
@@ -163,7 +167,8 @@ fn recall(got: &[(f32, u64)], want: &[(f64, u64)]) -> f64 {
 }
 
 fn files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     v.sort();
     v
 }
@@ -238,7 +243,8 @@ fn filtered_search_returns_only_matches_with_high_recall() {
         }
         assert!(r / nq as f64 >= 0.95, "{metric:?} filter on all rows: recall {}", r / nq as f64);
         for (tag, sel) in [("t10", "10%"), ("t1", "1%")] {
-            let allowed: HashSet<u64> = (0..n).filter(|i| tags_of(*i).split(' ').any(|t| t == tag)).map(ctid_of).collect();
+            let allowed: HashSet<u64> =
+                (0..n).filter(|i| tags_of(*i).split(' ').any(|t| t == tag)).map(ctid_of).collect();
             let filter = snap.compile(tag, Some(0), DefaultOperator::Or).unwrap();
             // Realistic threshold, and forced graph walks (exact_below 0).
             for exact_below in [1000, 0] {
@@ -298,7 +304,9 @@ fn deleted_and_null_rows_are_never_returned() {
     let mut idx = TextIndex::open(&dir).unwrap();
     let dead: HashSet<u64> = (0..n).filter(|i| i % 3 == 0).map(ctid_of).collect();
     let _lock = maintenance::lock_maintenance(&dir, || {}).unwrap();
-    let stats = maintenance::bulk_delete(&dir, &hybrid_engine::text::pending::NoLog, &mut |c| dead.contains(&c), &mut |_| {}).unwrap();
+    let stats =
+        maintenance::bulk_delete(&dir, &hybrid_engine::text::pending::NoLog, &mut |c| dead.contains(&c), &mut |_| {})
+            .unwrap();
     assert_eq!(stats.deleted as usize, dead.len());
     assert!(idx.refresh().unwrap());
     let live = |i: usize| !is_null(i) && !dead.contains(&ctid_of(i));
@@ -308,7 +316,10 @@ fn deleted_and_null_rows_are_never_returned() {
             for k in [10, 100] {
                 let res = snap.knn(0, q, k, 100, None, 0).unwrap();
                 assert!(res.hits.iter().all(|(_, c)| !dead.contains(c)), "{what}: a deleted row was returned");
-                assert!(res.hits.iter().all(|(_, c)| !is_null(((c >> 16) as usize - 1) * 200 + (c & 0xffff) as usize - 1)));
+                assert!(res
+                    .hits
+                    .iter()
+                    .all(|(_, c)| !is_null(((c >> 16) as usize - 1) * 200 + (c & 0xffff) as usize - 1)));
                 assert_eq!(res.hits.len(), k);
                 if k == 10 {
                     r += recall(&res.hits, &brute(Metric::Cosine, &data, q, 10, live));
@@ -364,8 +375,13 @@ fn bulk_build_and_segment_writes_agree() {
     let mut seg_idx = TextIndex::open(&seg).unwrap();
     let snap = seg_idx.snapshot();
     assert_eq!(snap.searcher().segment_readers().len(), chunks.len());
-    let graphs: Vec<bool> = (0..chunks.len()).map(|o| snap.vector_segment(o).unwrap().unwrap().field(0).unwrap().has_graph()).collect();
-    assert_eq!(graphs.iter().filter(|g| **g).count(), 1, "only the segment of >= {GRAPH_MIN_VECTORS} vectors has a graph");
+    let graphs: Vec<bool> =
+        (0..chunks.len()).map(|o| snap.vector_segment(o).unwrap().unwrap().field(0).unwrap().has_graph()).collect();
+    assert_eq!(
+        graphs.iter().filter(|g| **g).count(),
+        1,
+        "only the segment of >= {GRAPH_MIN_VECTORS} vectors has a graph"
+    );
 
     let bulk_snap = TextIndex::open(&bulk).unwrap().snapshot();
     let all_b = bulk_snap.compile("all", Some(0), DefaultOperator::Or).unwrap();
@@ -402,7 +418,8 @@ fn vector_files_follow_segments_and_text_indexes_have_none() {
     let cfg = config(dims, Metric::InnerProduct);
     let m = build(&dir, &cfg, &data, |i| i % 2 == 0);
     assert_eq!(m.persisted_custom_extensions, vec!["hvec".to_string()]);
-    let manifest_json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("meta.json")).unwrap()).unwrap();
+    let manifest_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("meta.json")).unwrap()).unwrap();
     assert_eq!(manifest_json["persisted_custom_extensions"], serde_json::json!(["hvec"]));
     // Every segment has its vector file; nothing else is left over.
     let f = files(&dir);
@@ -444,14 +461,23 @@ fn vector_files_follow_segments_and_text_indexes_have_none() {
     // An index without vector fields: no plugin, no vector files, the manifest as before.
     let text = tempdir("text-only");
     let tcfg = IndexConfig::from_create_index(
-        &[ColumnSpec { name: "id".into(), kind: ColumnKind::Integer }, ColumnSpec { name: "tags".into(), kind: ColumnKind::Text }],
+        &[
+            ColumnSpec { name: "id".into(), kind: ColumnKind::Integer },
+            ColumnSpec { name: "tags".into(), kind: ColumnKind::Text },
+        ],
         Some("id"),
         None,
     )
     .unwrap();
     let mut b = IndexBuilder::create(&text, &tcfg, &Identity::default(), 2, 40 << 20).unwrap();
     for i in 0..100 {
-        b.add(&Document { ctid: ctid_of(i), key: KeyValue::I64(i as i64), texts: vec![Some(tags_of(i))], vectors: vec![] }).unwrap();
+        b.add(&Document {
+            ctid: ctid_of(i),
+            key: KeyValue::I64(i as i64),
+            texts: vec![Some(tags_of(i))],
+            vectors: vec![],
+        })
+        .unwrap();
     }
     let m = b.finish().unwrap();
     assert!(m.persisted_custom_extensions.is_empty());

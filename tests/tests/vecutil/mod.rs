@@ -63,8 +63,15 @@ impl Metric {
 
 /// The exact `k` nearest rows to `q` among `rows` (id, vector) that pass `keep`, as
 /// (distance, id), nearest first, ties by id.
-pub fn brute_force(rows: &[(i64, Vec<f32>)], q: &[f32], k: usize, metric: Metric, keep: impl Fn(i64) -> bool) -> Vec<(f64, i64)> {
-    let mut all: Vec<(f64, i64)> = rows.iter().filter(|(id, _)| keep(*id)).map(|(id, v)| (metric.dist(q, v), *id)).collect();
+pub fn brute_force(
+    rows: &[(i64, Vec<f32>)],
+    q: &[f32],
+    k: usize,
+    metric: Metric,
+    keep: impl Fn(i64) -> bool,
+) -> Vec<(f64, i64)> {
+    let mut all: Vec<(f64, i64)> =
+        rows.iter().filter(|(id, _)| keep(*id)).map(|(id, v)| (metric.dist(q, v), *id)).collect();
     let k = k.min(all.len());
     if k == 0 {
         return Vec::new();
@@ -119,7 +126,8 @@ pub fn glove_dir() -> PathBuf {
 /// The first `limit` rows of an .fvecs/.ivecs file: each row is a little-endian int32
 /// dimension, then that many 4-byte little-endian values (returned as raw u32 bits).
 fn read_vecs(path: &std::path::Path, limit: usize) -> Vec<Vec<u32>> {
-    let mut f = std::io::BufReader::new(std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
+    let mut f =
+        std::io::BufReader::new(std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())));
     let mut out = Vec::new();
     let mut word = [0u8; 4];
     while out.len() < limit {
@@ -244,13 +252,21 @@ pub fn copy_items<'a>(c: &mut Client, table: &str, rows: impl IntoIterator<Item 
 /// id and the second the distance (`SELECT id, embedding <=> $1 ...`).
 pub fn knn(c: &mut Client, stmt: &postgres::Statement, q: &[f32]) -> Vec<(i64, f64)> {
     let q: Vec<f32> = q.to_vec();
-    c.query(stmt, &[&q]).unwrap_or_else(|e| panic!("kNN query: {}", db_msg(&e))).iter().map(|r| (r.get(0), r.get(1))).collect()
+    c.query(stmt, &[&q])
+        .unwrap_or_else(|e| panic!("kNN query: {}", db_msg(&e)))
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
 }
 
 /// Like [`knn`], for answers that may hold rows without a vector (NULL distance).
 pub fn knn_nullable(c: &mut Client, stmt: &postgres::Statement, q: &[f32]) -> Vec<(i64, Option<f64>)> {
     let q: Vec<f32> = q.to_vec();
-    c.query(stmt, &[&q]).unwrap_or_else(|e| panic!("kNN query: {}", db_msg(&e))).iter().map(|r| (r.get(0), r.get(1))).collect()
+    c.query(stmt, &[&q])
+        .unwrap_or_else(|e| panic!("kNN query: {}", db_msg(&e)))
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
 }
 
 /// Panics unless the distances are in nondecreasing order.

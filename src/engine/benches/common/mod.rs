@@ -48,6 +48,10 @@ pub fn gaussian(n: usize, dims: usize, seed: u64) -> Vec<Vec<f32>> {
         ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     };
     (0..n)
-        .map(|_| (0..dims).map(|_| ((-2.0 * next().ln()).sqrt() * (2.0 * std::f64::consts::PI * next()).cos()) as f32).collect())
+        .map(|_| {
+            (0..dims)
+                .map(|_| ((-2.0 * next().ln()).sqrt() * (2.0 * std::f64::consts::PI * next()).cos()) as f32)
+                .collect()
+        })
         .collect()
 }

@@ -61,10 +61,7 @@ impl Span {
 
     /// The smallest span covering both `self` and `other`.
     pub fn to(&self, other: Span) -> Span {
-        Span {
-            start: self.start.min(other.start),
-            end: self.end.max(other.end),
-        }
+        Span { start: self.start.min(other.start), end: self.end.max(other.end) }
     }
 
     /// The text of this span in `query`, or `None` if it does not fit.
@@ -116,34 +113,15 @@ pub struct FieldRef {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Query {
     /// A single term: `rust`, `title:rust`.
-    Term {
-        field: Option<FieldRef>,
-        text: String,
-        span: Span,
-    },
+    Term { field: Option<FieldRef>, text: String, span: Span },
     /// A phrase: `"index access method"`, `"a b"~2` (slop 2), `"a b"*`
     /// (phrase prefix: the last word is a prefix). `slop` is 0 when not given.
-    Phrase {
-        field: Option<FieldRef>,
-        text: String,
-        slop: u32,
-        prefix: bool,
-        span: Span,
-    },
+    Phrase { field: Option<FieldRef>, text: String, slop: u32, prefix: bool, span: Span },
     /// A prefix term: `postg*`. `text` excludes the `*`.
-    Prefix {
-        field: Option<FieldRef>,
-        text: String,
-        span: Span,
-    },
+    Prefix { field: Option<FieldRef>, text: String, span: Span },
     /// A fuzzy term: `postgers~` (distance 1) or `postgers~2`; `distance`
     /// is in `0..=2`.
-    Fuzzy {
-        field: Option<FieldRef>,
-        text: String,
-        distance: u8,
-        span: Span,
-    },
+    Fuzzy { field: Option<FieldRef>, text: String, distance: u8, span: Span },
     /// `*`: all documents. `title:*` (or a `*` inside `title:(...)`) carries
     /// the field; the compiler may treat it as "documents with a value in
     /// this field" or simply as all documents.
@@ -202,36 +180,21 @@ impl fmt::Display for Query {
             }
         }
         match self {
-            Query::Term {
-                field: fl, text, ..
-            } => {
+            Query::Term { field: fl, text, .. } => {
                 field(f, fl)?;
                 write_escaped_term(f, text)
             }
-            Query::Prefix {
-                field: fl, text, ..
-            } => {
+            Query::Prefix { field: fl, text, .. } => {
                 field(f, fl)?;
                 write_escaped_term(f, text)?;
                 f.write_str("*")
             }
-            Query::Fuzzy {
-                field: fl,
-                text,
-                distance,
-                ..
-            } => {
+            Query::Fuzzy { field: fl, text, distance, .. } => {
                 field(f, fl)?;
                 write_escaped_term(f, text)?;
                 write!(f, "~{distance}")
             }
-            Query::Phrase {
-                field: fl,
-                text,
-                slop,
-                prefix,
-                ..
-            } => {
+            Query::Phrase { field: fl, text, slop, prefix, .. } => {
                 field(f, fl)?;
                 f.write_str("\"")?;
                 for c in text.chars() {
@@ -291,8 +254,7 @@ pub(crate) fn is_special(c: char) -> bool {
 fn write_escaped_term(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
     let keyword = matches!(text, "AND" | "OR" | "NOT");
     for (i, c) in text.chars().enumerate() {
-        let escape =
-            is_special(c) || c.is_whitespace() || (i == 0 && (keyword || c == '+' || c == '-'));
+        let escape = is_special(c) || c.is_whitespace() || (i == 0 && (keyword || c == '+' || c == '-'));
         if escape {
             f.write_str("\\")?;
         }
@@ -331,11 +293,7 @@ pub struct ParseError {
 impl ParseError {
     /// An error without a hint.
     pub fn new(message: impl Into<String>, span: Span) -> ParseError {
-        ParseError {
-            message: message.into(),
-            hint: None,
-            span,
-        }
+        ParseError { message: message.into(), hint: None, span }
     }
 
     /// Adds a hint.
@@ -350,10 +308,6 @@ impl ParseError {
     /// character (spans produced by the parser always lie on character
     /// boundaries).
     pub fn position(&self, query: &str) -> usize {
-        query
-            .char_indices()
-            .take_while(|(i, _)| *i < self.span.start)
-            .count()
-            + 1
+        query.char_indices().take_while(|(i, _)| *i < self.span.start).count() + 1
     }
 }

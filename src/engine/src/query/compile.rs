@@ -6,8 +6,8 @@
 //! as search engines do.
 
 use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, EmptyQuery, FuzzyTermQuery, Occur, PhrasePrefixQuery,
-    PhraseQuery, Query, TermQuery,
+    AllQuery, BooleanQuery, BoostQuery, EmptyQuery, FuzzyTermQuery, Occur, PhrasePrefixQuery, PhraseQuery, Query,
+    TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TextAnalyzer;
@@ -84,15 +84,11 @@ fn requires_field(q: &ast::Query, name: &str) -> bool {
 fn compile_node(node: &ast::Query, ctx: &Context<'_>) -> Result<Option<Box<dyn Query>>> {
     match node {
         ast::Query::All { .. } => Ok(Some(Box::new(AllQuery))),
-        ast::Query::Term { field, text, .. } => {
-            per_target(ctx, field.as_ref(), |t| term_query(ctx, t, text))
-        }
+        ast::Query::Term { field, text, .. } => per_target(ctx, field.as_ref(), |t| term_query(ctx, t, text)),
         ast::Query::Phrase { field, text, slop, prefix, .. } => {
             per_target(ctx, field.as_ref(), |t| phrase_query(ctx, t, text, *slop, *prefix))
         }
-        ast::Query::Prefix { field, text, .. } => {
-            per_target(ctx, field.as_ref(), |t| prefix_query(ctx, t, text))
-        }
+        ast::Query::Prefix { field, text, .. } => per_target(ctx, field.as_ref(), |t| prefix_query(ctx, t, text)),
         ast::Query::Fuzzy { field, text, distance, .. } => {
             per_target(ctx, field.as_ref(), |t| fuzzy_query(ctx, t, text, *distance))
         }
@@ -240,18 +236,13 @@ fn tokens_query(ctx: &Context<'_>, i: usize, toks: Vec<(usize, String)>, slop: u
     let field = ctx.fields.text[i];
     match toks.len() {
         0 => None,
-        1 => Some(Box::new(TermQuery::new(
-            Term::from_field_text(field, &toks[0].1),
-            IndexRecordOption::WithFreqs,
-        ))),
+        1 => Some(Box::new(TermQuery::new(Term::from_field_text(field, &toks[0].1), IndexRecordOption::WithFreqs))),
         _ if matches!(field_config(ctx, i).tokenizer, TokenizerKind::Ngram { .. }) => {
             Some(Box::new(BooleanQuery::new(
                 toks.iter()
                     .map(|(_, t)| {
-                        let q: Box<dyn Query> = Box::new(TermQuery::new(
-                            Term::from_field_text(field, t),
-                            IndexRecordOption::WithFreqs,
-                        ));
+                        let q: Box<dyn Query> =
+                            Box::new(TermQuery::new(Term::from_field_text(field, t), IndexRecordOption::WithFreqs));
                         (Occur::Must, q)
                     })
                     .collect(),
@@ -344,8 +335,7 @@ fn fuzzy_query(ctx: &Context<'_>, target: Target, text: &str, distance: u8) -> R
     let mut qs: Vec<(Occur, Box<dyn Query>)> = words
         .iter()
         .map(|w| {
-            let q: Box<dyn Query> =
-                Box::new(FuzzyTermQuery::new(Term::from_field_text(field, w), distance, true));
+            let q: Box<dyn Query> = Box::new(FuzzyTermQuery::new(Term::from_field_text(field, w), distance, true));
             (Occur::Must, q)
         })
         .collect();
@@ -369,7 +359,13 @@ pub fn conjunction(mut queries: Vec<Box<dyn Query>>) -> Box<dyn Query> {
 /// or the raw tokenizer without lowercasing): the returned flag is then true. Otherwise the
 /// query matches the value's analysed words as a phrase, a superset of the equal rows, and the
 /// caller must have Postgres recheck the condition.
-pub fn equality(config: &IndexConfig, fields: &Fields, analyzers: &[TextAnalyzer], field: usize, value: &str) -> (Box<dyn Query>, bool) {
+pub fn equality(
+    config: &IndexConfig,
+    fields: &Fields,
+    analyzers: &[TextAnalyzer],
+    field: usize,
+    value: &str,
+) -> (Box<dyn Query>, bool) {
     if let Some(kw) = fields.keyword[field] {
         return (Box::new(TermQuery::new(Term::from_field_text(kw, value), IndexRecordOption::Basic)), true);
     }
@@ -387,7 +383,10 @@ pub fn equality(config: &IndexConfig, fields: &Fields, analyzers: &[TextAnalyzer
         _ if matches!(cfg.tokenizer, TokenizerKind::Ngram { .. }) => Box::new(BooleanQuery::new(
             toks.iter()
                 .map(|(_, t)| {
-                    let q: Box<dyn Query> = Box::new(TermQuery::new(Term::from_field_text(fields.text[field], t), IndexRecordOption::Basic));
+                    let q: Box<dyn Query> = Box::new(TermQuery::new(
+                        Term::from_field_text(fields.text[field], t),
+                        IndexRecordOption::Basic,
+                    ));
                     (Occur::Must, q)
                 })
                 .collect(),

@@ -76,7 +76,9 @@ impl Row<'_> {
         Err(if self.fields.len() == 1 {
             Error::UnknownField {
                 message: format!("field \"{}\" can only be searched through a hybrid index", f.name),
-                hint: Some("create a hybrid index on the table that covers this field, or search the column itself".into()),
+                hint: Some(
+                    "create a hybrid index on the table that covers this field, or search the column itself".into(),
+                ),
                 position: Some(position),
             }
         } else {
@@ -159,7 +161,11 @@ impl Row<'_> {
             Query::Phrase { field, text, slop, prefix, .. } => match self.target(field)? {
                 Target::Keyword(i) => {
                     let v = self.values[i].unwrap_or("");
-                    if *prefix { v.starts_with(text.as_str()) } else { v == text }
+                    if *prefix {
+                        v.starts_with(text.as_str())
+                    } else {
+                        v == text
+                    }
                 }
                 Target::Text(i) => {
                     let mut toks = self.analyse(i, text)?;
@@ -168,7 +174,11 @@ impl Row<'_> {
                         return Ok(false);
                     }
                     if !*prefix {
-                        return Ok(if toks.len() == 1 { doc.iter().any(|(_, t)| *t == toks[0].1) } else { phrase(&doc, &toks, *slop) });
+                        return Ok(if toks.len() == 1 {
+                            doc.iter().any(|(_, t)| *t == toks[0].1)
+                        } else {
+                            phrase(&doc, &toks, *slop)
+                        });
                     }
                     let last = toks.pop().expect("non-empty");
                     let word = normalise(&self.fields[i], text.split_whitespace().last().unwrap_or(text));
@@ -204,7 +214,11 @@ impl Row<'_> {
 
 /// Lowercases a word as the field does, without stemming (prefixes are matched on it).
 fn normalise(cfg: &TextFieldConfig, text: &str) -> String {
-    if cfg.lowercase { text.to_lowercase() } else { text.to_string() }
+    if cfg.lowercase {
+        text.to_lowercase()
+    } else {
+        text.to_string()
+    }
 }
 
 /// `toks` re-based so that the token at `from` lands just before `at`.
@@ -225,7 +239,8 @@ fn phrase(doc: &[(usize, String)], toks: &[(usize, String)], slop: u32) -> bool 
         let mut prev = start;
         for (i, list) in lists.iter().enumerate().skip(1) {
             let want = (start + (toks[i].0 - base)) as i64;
-            let best = list.iter().filter(|&&p| p > prev || (slop > 0 && p != prev)).min_by_key(|&&p| (p as i64 - want).abs());
+            let best =
+                list.iter().filter(|&&p| p > prev || (slop > 0 && p != prev)).min_by_key(|&&p| (p as i64 - want).abs());
             match best {
                 Some(&p) => {
                     budget -= (p as i64 - want).abs();

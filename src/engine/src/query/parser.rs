@@ -52,20 +52,11 @@ pub fn parse(query: &str, default_op: DefaultOperator) -> Result<Query, ParseErr
 /// `parse` without the final flattening (tests compare the two).
 fn parse_unnormalized(query: &str, default_op: DefaultOperator) -> Result<Query, ParseError> {
     if query.trim().is_empty() {
-        return Err(
-            ParseError::new("empty search query", Span::new(0, query.len()))
-                .with_hint("enter at least one search term"),
-        );
+        return Err(ParseError::new("empty search query", Span::new(0, query.len()))
+            .with_hint("enter at least one search term"));
     }
     let (tokens, lex_error) = lex(query);
-    let mut parser = Parser {
-        src: query,
-        tokens,
-        lex_error,
-        pos: 0,
-        default_op,
-        depth: 0,
-    };
+    let mut parser = Parser { src: query, tokens, lex_error, pos: 0, default_op, depth: 0 };
     let operand = parser.parse_expr()?;
     if let Some(tok) = parser.peek()? {
         return Err(Parser::unexpected(tok));
@@ -154,10 +145,7 @@ fn lex(src: &str) -> (Vec<Token>, Option<ParseError>) {
         };
         if let Some(kind) = single {
             chars.next();
-            tokens.push(Token {
-                kind,
-                span: Span::new(start, start + c.len_utf8()),
-            });
+            tokens.push(Token { kind, span: Span::new(start, start + c.len_utf8()) });
             continue;
         }
         if c == '"' {
@@ -178,10 +166,7 @@ fn lex(src: &str) -> (Vec<Token>, Option<ParseError>) {
                 }
             }
             match end {
-                Some(end) => tokens.push(Token {
-                    kind: Kind::Phrase(text),
-                    span: Span::new(start, end),
-                }),
+                Some(end) => tokens.push(Token { kind: Kind::Phrase(text), span: Span::new(start, end) }),
                 None => {
                     let err = ParseError::new("unterminated phrase", Span::new(start, start + 1))
                         .with_hint("close the phrase with a double quote (\")");
@@ -208,11 +193,8 @@ fn lex(src: &str) -> (Vec<Token>, Option<ParseError>) {
                         end = j + e.len_utf8();
                     }
                     None => {
-                        let err = ParseError::new(
-                            "escape character at end of query",
-                            Span::new(i, i + 1),
-                        )
-                        .with_hint("escape a literal backslash as \\\\");
+                        let err = ParseError::new("escape character at end of query", Span::new(i, i + 1))
+                            .with_hint("escape a literal backslash as \\\\");
                         return (tokens, Some(err));
                     }
                 }
@@ -224,10 +206,7 @@ fn lex(src: &str) -> (Vec<Token>, Option<ParseError>) {
         if !escaped && is_field_name(&text) {
             if let Some(&(colon, ':')) = chars.peek() {
                 chars.next();
-                tokens.push(Token {
-                    kind: Kind::Field(text),
-                    span: Span::new(start, colon + 1),
-                });
+                tokens.push(Token { kind: Kind::Field(text), span: Span::new(start, colon + 1) });
                 continue;
             }
         }
@@ -237,10 +216,7 @@ fn lex(src: &str) -> (Vec<Token>, Option<ParseError>) {
             (false, "NOT") => Some(Keyword::Not),
             _ => None,
         };
-        tokens.push(Token {
-            kind: Kind::Word { text, keyword },
-            span: Span::new(start, end),
-        });
+        tokens.push(Token { kind: Kind::Word { text, keyword }, span: Span::new(start, end) });
     }
     (tokens, None)
 }
@@ -272,15 +248,9 @@ struct Prefix {
 impl Prefix {
     /// Wraps the parsed primary into an operand.
     fn apply(self, query: Query) -> Operand {
-        let mut operand = Operand {
-            modifier: self.modifier,
-            query,
-        };
+        let mut operand = Operand { modifier: self.modifier, query };
         for _ in 0..self.nots {
-            operand = Operand {
-                modifier: Some(Occur::MustNot),
-                query: finalize(operand),
-            };
+            operand = Operand { modifier: Some(Occur::MustNot), query: finalize(operand) };
         }
         operand
     }
@@ -308,12 +278,10 @@ struct Parser<'a> {
 
 const FIELD_NAME_HINT: &str = "field names consist of ASCII letters, digits and underscores and \
      do not start with a digit; to search for a literal ':', escape it as \\:";
-const BOOST_HINT: &str =
-    "write a positive number directly after '^', for example term^2 or term^0.5";
+const BOOST_HINT: &str = "write a positive number directly after '^', for example term^2 or term^0.5";
 const DISTANCE_HINT: &str = "write word~ or word~N directly after the word, with N = 0, 1 or 2 \
      (the maximum edit distance is 2)";
-const SLOP_HINT: &str =
-    "write a non-negative integer directly after '~', for example \"two words\"~2";
+const SLOP_HINT: &str = "write a non-negative integer directly after '~', for example \"two words\"~2";
 const WILDCARD_HINT: &str = "'*' is supported only at the end of a word (prefix search) or on \
      its own (all documents); to search for a literal '*', escape it as \\*";
 const COMBINE_HINT: &str = "use only one of NOT, + and - on a clause";
@@ -344,8 +312,7 @@ fn cannot_combine(first: &str, second: &str, span: Span) -> ParseError {
 }
 
 fn wildcard_not_at_end(star: Span) -> ParseError {
-    ParseError::new("wildcards are only supported at the end of a word", star)
-        .with_hint(WILDCARD_HINT)
+    ParseError::new("wildcards are only supported at the end of a word", star).with_hint(WILDCARD_HINT)
 }
 
 impl Parser<'_> {
@@ -372,8 +339,7 @@ impl Parser<'_> {
 
     fn end_error(&self) -> ParseError {
         let end = self.src.len();
-        ParseError::new("unexpected end of query", Span::new(end, end))
-            .with_hint("complete the query")
+        ParseError::new("unexpected end of query", Span::new(end, end)).with_hint("complete the query")
     }
 
     /// Error for a token found where a clause should start.
@@ -381,37 +347,31 @@ impl Parser<'_> {
     fn unexpected(tok: &Token) -> ParseError {
         let span = tok.span;
         match &tok.kind {
-            Kind::RParen => ParseError::new("unmatched closing parenthesis", span)
-                .with_hint("remove it or add a matching '('"),
+            Kind::RParen => {
+                ParseError::new("unmatched closing parenthesis", span).with_hint("remove it or add a matching '('")
+            }
             Kind::Colon => ParseError::new("unexpected ':'", span).with_hint(
                 "write field:term with a field name directly before the colon; to search for \
                  a literal ':', escape it as \\:",
             ),
             Kind::Tilde => ParseError::new("'~' must directly follow a term or phrase", span)
-                .with_hint(
-                    "write word~1 for a fuzzy term or \"two words\"~2 for a phrase with slop",
-                ),
-            Kind::Caret => {
-                ParseError::new("'^' must directly follow a term, phrase or group", span)
-                    .with_hint("write term^2 or (a OR b)^2 to boost a clause")
+                .with_hint("write word~1 for a fuzzy term or \"two words\"~2 for a phrase with slop"),
+            Kind::Caret => ParseError::new("'^' must directly follow a term, phrase or group", span)
+                .with_hint("write term^2 or (a OR b)^2 to boost a clause"),
+            Kind::Word { keyword: Some(kw @ (Keyword::And | Keyword::Or)), .. } => {
+                ParseError::new(format!("missing search term before {}", kw.as_str()), span)
+                    .with_hint(keyword_hint(kw.as_str()))
             }
-            Kind::Word {
-                keyword: Some(kw @ (Keyword::And | Keyword::Or)),
-                ..
-            } => ParseError::new(format!("missing search term before {}", kw.as_str()), span)
-                .with_hint(keyword_hint(kw.as_str())),
-            Kind::Word {
-                keyword: Some(Keyword::Not),
-                ..
-            } => missing_after("NOT", span),
-            Kind::Plus => ParseError::new("unexpected '+'", span)
-                .with_hint("to search for a literal '+', escape it as \\+"),
-            Kind::Minus => ParseError::new("unexpected '-'", span)
-                .with_hint("to search for a literal '-', escape it as \\-"),
+            Kind::Word { keyword: Some(Keyword::Not), .. } => missing_after("NOT", span),
+            Kind::Plus => {
+                ParseError::new("unexpected '+'", span).with_hint("to search for a literal '+', escape it as \\+")
+            }
+            Kind::Minus => {
+                ParseError::new("unexpected '-'", span).with_hint("to search for a literal '-', escape it as \\-")
+            }
             Kind::Star => ParseError::new("unexpected '*'", span).with_hint(WILDCARD_HINT),
             Kind::Word { .. } | Kind::Field(_) | Kind::Phrase(_) | Kind::LParen => {
-                ParseError::new("unexpected search term", span)
-                    .with_hint("combine search terms with AND or OR")
+                ParseError::new("unexpected search term", span).with_hint("combine search terms with AND or OR")
             }
         }
     }
@@ -421,14 +381,8 @@ impl Parser<'_> {
         Ok(match self.peek()? {
             None => Next::End,
             Some(tok) => match tok.kind {
-                Kind::Word {
-                    keyword: Some(Keyword::Or),
-                    ..
-                } => Next::Or(tok.span),
-                Kind::Word {
-                    keyword: Some(Keyword::And),
-                    ..
-                } => Next::And(tok.span),
+                Kind::Word { keyword: Some(Keyword::Or), .. } => Next::Or(tok.span),
+                Kind::Word { keyword: Some(Keyword::And), .. } => Next::And(tok.span),
                 Kind::RParen => Next::Close,
                 _ => Next::Other,
             },
@@ -440,11 +394,9 @@ impl Parser<'_> {
     #[inline(never)]
     fn expect_operand_after(&self, op: Span, name: &str) -> Result<(), ParseError> {
         match self.next()? {
-            Next::End | Next::Or(_) | Next::And(_) | Next::Close => Err(ParseError::new(
-                format!("missing search term after {name}"),
-                op,
-            )
-            .with_hint(keyword_hint(name))),
+            Next::End | Next::Or(_) | Next::And(_) | Next::Close => {
+                Err(ParseError::new(format!("missing search term after {name}"), op).with_hint(keyword_hint(name)))
+            }
             Next::Other => Ok(()),
         }
     }
@@ -522,20 +474,10 @@ impl Parser<'_> {
     /// that can be searched for follows.
     #[inline(never)]
     fn parse_prefix(&mut self) -> Result<Prefix, ParseError> {
-        let mut prefix = Prefix {
-            nots: 0,
-            modifier: None,
-            field: None,
-        };
+        let mut prefix = Prefix { nots: 0, modifier: None, field: None };
         let mut last_not = None;
         while let Some(tok) = self.peek()? {
-            if !matches!(
-                tok.kind,
-                Kind::Word {
-                    keyword: Some(Keyword::Not),
-                    ..
-                }
-            ) {
+            if !matches!(tok.kind, Kind::Word { keyword: Some(Keyword::Not), .. }) {
                 break;
             }
             if self.depth + prefix.nots + 1 > MAX_NESTING_DEPTH {
@@ -549,11 +491,9 @@ impl Parser<'_> {
             match self.peek()? {
                 None => return Err(missing_after("NOT", not_span)),
                 Some(tok) => match tok.kind {
-                    Kind::RParen
-                    | Kind::Word {
-                        keyword: Some(Keyword::And | Keyword::Or),
-                        ..
-                    } => return Err(missing_after("NOT", not_span)),
+                    Kind::RParen | Kind::Word { keyword: Some(Keyword::And | Keyword::Or), .. } => {
+                        return Err(missing_after("NOT", not_span))
+                    }
                     Kind::Plus => return Err(cannot_combine("NOT", "'+'", tok.span)),
                     Kind::Minus => return Err(cannot_combine("NOT", "'-'", tok.span)),
                     _ => {}
@@ -578,24 +518,15 @@ impl Parser<'_> {
             match &next.kind {
                 Kind::Plus => return Err(cannot_combine(sym, "'+'", next.span)),
                 Kind::Minus => return Err(cannot_combine(sym, "'-'", next.span)),
-                Kind::Word {
-                    keyword: Some(Keyword::Not),
-                    ..
-                } => return Err(cannot_combine(sym, "NOT", next.span)),
-                Kind::RParen
-                | Kind::Word {
-                    keyword: Some(_), ..
-                } => return Err(missing_after(sym, op)),
+                Kind::Word { keyword: Some(Keyword::Not), .. } => return Err(cannot_combine(sym, "NOT", next.span)),
+                Kind::RParen | Kind::Word { keyword: Some(_), .. } => return Err(missing_after(sym, op)),
                 _ if next.span.start != op.end => {
                     let c = &sym[1..2];
-                    return Err(ParseError::new(
-                        format!("{sym} must be directly followed by a search term"),
-                        op,
-                    )
-                    .with_hint(format!(
-                        "remove the space after {sym}; to search for a literal {sym}, escape it \
+                    return Err(ParseError::new(format!("{sym} must be directly followed by a search term"), op)
+                        .with_hint(format!(
+                            "remove the space after {sym}; to search for a literal {sym}, escape it \
                          as \\{c}"
-                    )));
+                        )));
                 }
                 _ => {}
             }
@@ -612,11 +543,7 @@ impl Parser<'_> {
         let name = name.clone();
         self.pos += 1;
         let missing = || {
-            ParseError::new(
-                format!("missing search term after field '{name}'"),
-                field_span,
-            )
-            .with_hint(format!(
+            ParseError::new(format!("missing search term after field '{name}'"), field_span).with_hint(format!(
                 "write {name}:term, {name}:\"phrase\" or {name}:(query) with nothing between \
                      the colon and the search term"
             ))
@@ -626,22 +553,17 @@ impl Parser<'_> {
             Some(next) if next.span.start != field_span.end => return Err(missing()),
             Some(next) => match &next.kind {
                 Kind::Field(_) => {
-                    return Err(ParseError::new(
-                        "a field cannot be applied to another field",
-                        next.span,
-                    )
-                    .with_hint("to search for a literal ':', escape it as \\:"))
+                    return Err(ParseError::new("a field cannot be applied to another field", next.span)
+                        .with_hint("to search for a literal ':', escape it as \\:"))
                 }
                 Kind::Plus | Kind::Minus => {
                     let sym = if next.kind == Kind::Plus { '+' } else { '-' };
-                    return Err(ParseError::new(
-                        format!("'{sym}' must come before the field"),
-                        next.span,
-                    )
-                    .with_hint(format!(
-                        "write {sym}{name}:term instead of {name}:{sym}term; to search for a \
+                    return Err(ParseError::new(format!("'{sym}' must come before the field"), next.span).with_hint(
+                        format!(
+                            "write {sym}{name}:term instead of {name}:{sym}term; to search for a \
                          literal '{sym}', escape it as \\{sym}"
-                    )));
+                        ),
+                    ));
                 }
                 Kind::RParen | Kind::Colon | Kind::Tilde | Kind::Caret => return Err(missing()),
                 _ => {}
@@ -667,10 +589,8 @@ impl Parser<'_> {
         self.pos += 1;
         match self.peek()? {
             None => Err(unclosed(open)),
-            Some(tok) if tok.kind == Kind::RParen => {
-                Err(ParseError::new("empty parentheses", open.to(tok.span))
-                    .with_hint("put a query between the parentheses or remove them"))
-            }
+            Some(tok) if tok.kind == Kind::RParen => Err(ParseError::new("empty parentheses", open.to(tok.span))
+                .with_hint("put a query between the parentheses or remove them")),
             Some(_) => Ok(Some(open)),
         }
     }
@@ -722,8 +642,7 @@ impl Parser<'_> {
             Kind::Star => {
                 self.pos += 1;
                 if let Some((Kind::Word { .. }, _)) = self.adjacent_kind(span.end)? {
-                    return Err(ParseError::new("leading wildcards are not supported", span)
-                        .with_hint(WILDCARD_HINT));
+                    return Err(ParseError::new("leading wildcards are not supported", span).with_hint(WILDCARD_HINT));
                 }
                 Ok((Query::All { field, span }, span.end, false))
             }
@@ -751,43 +670,26 @@ impl Parser<'_> {
                 let (distance, end) = match self.adjacent_kind(tilde.end)? {
                     Some((Kind::Word { text: n, .. }, n_span)) => {
                         if n.is_empty() || !n.chars().all(|c| c.is_ascii_digit()) {
-                            return Err(ParseError::new(
-                                format!("invalid edit distance '{n}'"),
-                                n_span,
-                            )
-                            .with_hint(DISTANCE_HINT));
+                            return Err(ParseError::new(format!("invalid edit distance '{n}'"), n_span)
+                                .with_hint(DISTANCE_HINT));
                         }
                         let distance = match n.parse::<u64>() {
                             Ok(d) if d <= 2 => d as u8,
                             _ => {
-                                return Err(ParseError::new(
-                                    format!("edit distance {n} is too large"),
-                                    n_span,
-                                )
-                                .with_hint("the maximum edit distance is 2"))
+                                return Err(ParseError::new(format!("edit distance {n} is too large"), n_span)
+                                    .with_hint("the maximum edit distance is 2"))
                             }
                         };
                         self.pos += 1;
                         (distance, n_span.end)
                     }
                     Some((Kind::Plus | Kind::Minus, sign)) => {
-                        return Err(
-                            ParseError::new("invalid edit distance", sign).with_hint(DISTANCE_HINT)
-                        )
+                        return Err(ParseError::new("invalid edit distance", sign).with_hint(DISTANCE_HINT))
                     }
                     _ => (1, tilde.end),
                 };
                 let span = Span::new(span.start, end);
-                Ok((
-                    Query::Fuzzy {
-                        field,
-                        text,
-                        distance,
-                        span,
-                    },
-                    end,
-                    false,
-                ))
+                Ok((Query::Fuzzy { field, text, distance, span }, end, false))
             }
             _ => {
                 let bare = field.is_none();
@@ -813,10 +715,7 @@ impl Parser<'_> {
             match self.adjacent_kind(tilde.end)? {
                 Some((Kind::Word { text: n, .. }, n_span)) => {
                     if n.is_empty() || !n.chars().all(|c| c.is_ascii_digit()) {
-                        return Err(
-                            ParseError::new(format!("invalid phrase slop '{n}'"), n_span)
-                                .with_hint(SLOP_HINT),
-                        );
+                        return Err(ParseError::new(format!("invalid phrase slop '{n}'"), n_span).with_hint(SLOP_HINT));
                     }
                     slop = n.parse::<u32>().map_err(|_| {
                         ParseError::new(format!("phrase slop {n} is too large"), n_span)
@@ -828,10 +727,7 @@ impl Parser<'_> {
                 Some((Kind::Plus | Kind::Minus, sign)) => {
                     return Err(ParseError::new("invalid phrase slop", sign).with_hint(SLOP_HINT))
                 }
-                _ => {
-                    return Err(ParseError::new("missing phrase slop after '~'", tilde)
-                        .with_hint(SLOP_HINT))
-                }
+                _ => return Err(ParseError::new("missing phrase slop after '~'", tilde).with_hint(SLOP_HINT)),
             }
         }
         let mut prefix = false;
@@ -844,40 +740,18 @@ impl Parser<'_> {
             end = star.end;
         }
         let span = Span::new(span.start, end);
-        Ok((
-            Query::Phrase {
-                field,
-                text,
-                slop,
-                prefix,
-                span,
-            },
-            end,
-            false,
-        ))
+        Ok((Query::Phrase { field, text, slop, prefix, span }, end, false))
     }
 
     /// Parses an optional `^boost` after a primary ending at byte `end`,
     /// and rejects `*`, `~`, `^` or `:` glued to the finished clause.
     #[inline(never)]
-    fn parse_suffix(
-        &mut self,
-        query: Query,
-        end: usize,
-        bare_word: bool,
-    ) -> Result<Query, ParseError> {
+    fn parse_suffix(&mut self, query: Query, end: usize, bare_word: bool) -> Result<Query, ParseError> {
         let (query, end, boosted) = match self.adjacent_kind(end)? {
             Some((Kind::Caret, caret)) => {
                 self.pos += 1;
                 let (boost, end) = self.parse_boost_value(caret)?;
-                (
-                    Query::Boost {
-                        query: Box::new(query),
-                        boost,
-                    },
-                    end,
-                    true,
-                )
+                (Query::Boost { query: Box::new(query), boost }, end, true)
             }
             _ => (query, end, false),
         };
@@ -886,23 +760,17 @@ impl Parser<'_> {
         };
         let span = tok.span;
         match tok.kind {
-            Kind::Caret => Err(
-                ParseError::new("only one boost is allowed per clause", span)
-                    .with_hint("multiply the boosts into one value, for example term^4"),
-            ),
-            Kind::Star => Err(ParseError::new("unexpected '*'", span).with_hint(
-                "'*' can only follow a word (prefix search) or a phrase (phrase prefix)",
-            )),
+            Kind::Caret => Err(ParseError::new("only one boost is allowed per clause", span)
+                .with_hint("multiply the boosts into one value, for example term^4")),
+            Kind::Star => Err(ParseError::new("unexpected '*'", span)
+                .with_hint("'*' can only follow a word (prefix search) or a phrase (phrase prefix)")),
             Kind::Tilde => Err(ParseError::new("unexpected '~'", span)
                 .with_hint("'~' can only follow a word (fuzzy search) or a phrase (slop)")),
             Kind::Colon if bare_word && !boosted => {
                 // `über:x`, `1a:x`: a word that is not a valid field name.
                 let word_span = query.span().unwrap_or(span);
                 let word = word_span.slice(self.src).unwrap_or("");
-                Err(
-                    ParseError::new(format!("invalid field name '{word}'"), word_span)
-                        .with_hint(FIELD_NAME_HINT),
-                )
+                Err(ParseError::new(format!("invalid field name '{word}'"), word_span).with_hint(FIELD_NAME_HINT))
             }
             Kind::Colon => Err(Self::unexpected(tok)),
             _ => Ok(query),
@@ -911,14 +779,11 @@ impl Parser<'_> {
 
     /// Parses the number after `^` (already consumed).
     fn parse_boost_value(&mut self, caret: Span) -> Result<(f32, usize), ParseError> {
-        let missing =
-            || ParseError::new("missing boost value after '^'", caret).with_hint(BOOST_HINT);
+        let missing = || ParseError::new("missing boost value after '^'", caret).with_hint(BOOST_HINT);
         let (text, span) = match self.adjacent_kind(caret.end)? {
             Some((Kind::Word { text, .. }, span)) => (text, span),
             Some((Kind::Minus, span)) => {
-                return Err(
-                    ParseError::new("boost must be greater than zero", span).with_hint(BOOST_HINT)
-                )
+                return Err(ParseError::new("boost must be greater than zero", span).with_hint(BOOST_HINT))
             }
             _ => return Err(missing()),
         };
@@ -928,21 +793,14 @@ impl Parser<'_> {
             && !text.ends_with('.');
         let value = match text.parse::<f32>() {
             Ok(value) if well_formed => value,
-            _ => {
-                return Err(
-                    ParseError::new(format!("invalid boost value '{text}'"), span)
-                        .with_hint(BOOST_HINT),
-                )
-            }
+            _ => return Err(ParseError::new(format!("invalid boost value '{text}'"), span).with_hint(BOOST_HINT)),
         };
         if !value.is_finite() {
             return Err(ParseError::new("boost value is too large", span)
                 .with_hint(format!("the maximum boost is {}", f32::MAX)));
         }
         if value <= 0.0 {
-            return Err(
-                ParseError::new("boost must be greater than zero", span).with_hint(BOOST_HINT)
-            );
+            return Err(ParseError::new("boost must be greater than zero", span).with_hint(BOOST_HINT));
         }
         self.pos += 1;
         Ok((value, span.end))
@@ -975,23 +833,15 @@ fn combine(mut operands: Vec<Operand>, unmarked: Occur) -> Operand {
             return operand;
         }
     }
-    let clauses = operands
-        .into_iter()
-        .map(|op| (op.modifier.unwrap_or(unmarked), op.query))
-        .collect();
-    Operand {
-        modifier: None,
-        query: Query::Boolean { clauses },
-    }
+    let clauses = operands.into_iter().map(|op| (op.modifier.unwrap_or(unmarked), op.query)).collect();
+    Operand { modifier: None, query: Query::Boolean { clauses } }
 }
 
 /// Turns an operand into a standalone query: a negated operand becomes a
 /// pure-negation boolean.
 fn finalize(operand: Operand) -> Query {
     match operand.modifier {
-        Some(Occur::MustNot) => Query::Boolean {
-            clauses: vec![(Occur::MustNot, operand.query)],
-        },
+        Some(Occur::MustNot) => Query::Boolean { clauses: vec![(Occur::MustNot, operand.query)] },
         _ => operand.query,
     }
 }
@@ -1076,10 +926,7 @@ fn normalize(query: Query) -> Query {
             }
             Query::Boolean { clauses: out }
         }
-        Query::Boost { query, boost } => Query::Boost {
-            query: Box::new(normalize(*query)),
-            boost,
-        },
+        Query::Boost { query, boost } => Query::Boost { query: Box::new(normalize(*query)), boost },
         leaf => leaf,
     }
 }
@@ -1104,9 +951,7 @@ mod tests {
 
     #[track_caller]
     fn show_and(q: &str) -> String {
-        parse(q, And)
-            .unwrap_or_else(|e| panic!("{q:?} failed to parse: {e:?}"))
-            .to_string()
+        parse(q, And).unwrap_or_else(|e| panic!("{q:?} failed to parse: {e:?}")).to_string()
     }
 
     #[track_caller]
@@ -1115,11 +960,7 @@ mod tests {
             Ok(ast) => panic!("{q:?} parsed as {ast:?}, expected an error"),
             Err(e) => {
                 // Same error whatever the default operator.
-                assert_eq!(
-                    parse(q, And).unwrap_err(),
-                    e,
-                    "error differs for And: {q:?}"
-                );
+                assert_eq!(parse(q, And).unwrap_err(), e, "error differs for And: {q:?}");
                 e
             }
         }
@@ -1154,75 +995,29 @@ mod tests {
     }
 
     fn fr(name: &str, start: usize, end: usize) -> Option<FieldRef> {
-        Some(FieldRef {
-            name: name.into(),
-            span: sp(start, end),
-        })
+        Some(FieldRef { name: name.into(), span: sp(start, end) })
     }
 
     fn term(text: &str, start: usize, end: usize) -> Query {
-        Query::Term {
-            field: None,
-            text: text.into(),
-            span: sp(start, end),
-        }
+        Query::Term { field: None, text: text.into(), span: sp(start, end) }
     }
 
     /// Sets every span to 0..0 so that ASTs of different strings compare.
     fn strip(q: Query) -> Query {
-        let f = |f: Option<FieldRef>| {
-            f.map(|f| FieldRef {
-                name: f.name,
-                span: Span::default(),
-            })
-        };
+        let f = |f: Option<FieldRef>| f.map(|f| FieldRef { name: f.name, span: Span::default() });
         let z = Span::default();
         match q {
-            Query::Term { field, text, .. } => Query::Term {
-                field: f(field),
-                text,
-                span: z,
-            },
-            Query::Phrase {
-                field,
-                text,
-                slop,
-                prefix,
-                ..
-            } => Query::Phrase {
-                field: f(field),
-                text,
-                slop,
-                prefix,
-                span: z,
-            },
-            Query::Prefix { field, text, .. } => Query::Prefix {
-                field: f(field),
-                text,
-                span: z,
-            },
-            Query::Fuzzy {
-                field,
-                text,
-                distance,
-                ..
-            } => Query::Fuzzy {
-                field: f(field),
-                text,
-                distance,
-                span: z,
-            },
-            Query::All { field, .. } => Query::All {
-                field: f(field),
-                span: z,
-            },
-            Query::Boolean { clauses } => Query::Boolean {
-                clauses: clauses.into_iter().map(|(o, c)| (o, strip(c))).collect(),
-            },
-            Query::Boost { query, boost } => Query::Boost {
-                query: Box::new(strip(*query)),
-                boost,
-            },
+            Query::Term { field, text, .. } => Query::Term { field: f(field), text, span: z },
+            Query::Phrase { field, text, slop, prefix, .. } => {
+                Query::Phrase { field: f(field), text, slop, prefix, span: z }
+            }
+            Query::Prefix { field, text, .. } => Query::Prefix { field: f(field), text, span: z },
+            Query::Fuzzy { field, text, distance, .. } => Query::Fuzzy { field: f(field), text, distance, span: z },
+            Query::All { field, .. } => Query::All { field: f(field), span: z },
+            Query::Boolean { clauses } => {
+                Query::Boolean { clauses: clauses.into_iter().map(|(o, c)| (o, strip(c))).collect() }
+            }
+            Query::Boost { query, boost } => Query::Boost { query: Box::new(strip(*query)), boost },
         }
     }
 
@@ -1230,17 +1025,10 @@ mod tests {
     /// on char boundaries. Returns the depth of the tree.
     fn check_invariants(q: &Query, src: &str) -> usize {
         let span_ok = |s: Span| {
-            s.start <= s.end
-                && s.end <= src.len()
-                && src.is_char_boundary(s.start)
-                && src.is_char_boundary(s.end)
+            s.start <= s.end && s.end <= src.len() && src.is_char_boundary(s.start) && src.is_char_boundary(s.end)
         };
         if let Some(field) = q.field() {
-            assert!(
-                span_ok(field.span),
-                "field span {:?} in {src:?}",
-                field.span
-            );
+            assert!(span_ok(field.span), "field span {:?} in {src:?}", field.span);
             assert_eq!(field.span.slice(src), Some(field.name.as_str()));
         }
         match q {
@@ -1253,14 +1041,12 @@ mod tests {
                 for (occur, clause) in clauses {
                     if let Query::Boolean { clauses: inner } = clause {
                         match occur {
-                            Occur::Should => assert!(
-                                inner.iter().any(|(o, _)| *o != Occur::Should),
-                                "unflattened should in {src:?}"
-                            ),
+                            Occur::Should => {
+                                assert!(inner.iter().any(|(o, _)| *o != Occur::Should), "unflattened should in {src:?}")
+                            }
                             Occur::Must => {
                                 let pure_negation = inner.iter().all(|(o, _)| *o == Occur::MustNot);
-                                let parent_should =
-                                    clauses.iter().any(|(o, _)| *o == Occur::Should);
+                                let parent_should = clauses.iter().any(|(o, _)| *o == Occur::Should);
                                 let parent_real_must = clauses.iter().any(|(o, c)| {
                                     *o == Occur::Must
                                         && !matches!(c, Query::Boolean { clauses: cc }
@@ -1285,10 +1071,7 @@ mod tests {
             }
             leaf => {
                 let span = leaf.span().expect("leaf span");
-                assert!(
-                    span_ok(span) && !span.is_empty(),
-                    "leaf span {span:?} in {src:?}"
-                );
+                assert!(span_ok(span) && !span.is_empty(), "leaf span {span:?} in {src:?}");
                 if let Query::Fuzzy { distance, .. } = leaf {
                     assert!(*distance <= 2);
                 }
@@ -1304,15 +1087,11 @@ mod tests {
         match parse(q, op) {
             Ok(ast) => {
                 let depth = check_invariants(&ast, q);
-                assert!(
-                    depth <= 3 * MAX_NESTING_DEPTH + 4,
-                    "depth {depth} for {q:?}"
-                );
+                assert!(depth <= 3 * MAX_NESTING_DEPTH + 4, "depth {depth} for {q:?}");
                 let printed = ast.to_string();
                 for op2 in [Or, And] {
-                    let again = parse(&printed, op2).unwrap_or_else(|e| {
-                        panic!("display {printed:?} of {q:?} does not parse: {e:?}")
-                    });
+                    let again = parse(&printed, op2)
+                        .unwrap_or_else(|e| panic!("display {printed:?} of {q:?} does not parse: {e:?}"));
                     assert_eq!(
                         strip(again.clone()),
                         strip(ast.clone()),
@@ -1325,10 +1104,7 @@ mod tests {
             Err(e) => {
                 let s = e.span;
                 assert!(
-                    s.start <= s.end
-                        && s.end <= q.len()
-                        && q.is_char_boundary(s.start)
-                        && q.is_char_boundary(s.end),
+                    s.start <= s.end && s.end <= q.len() && q.is_char_boundary(s.start) && q.is_char_boundary(s.end),
                     "bad error span {s:?} for {q:?}: {e:?}"
                 );
                 assert!(e.position(q) >= 1 && e.position(q) <= q.chars().count() + 1);
@@ -1363,12 +1139,7 @@ mod tests {
         assert_eq!(p("日本語"), term("日本語", 0, 9));
         assert_eq!(
             p("🦀 ß"),
-            Query::Boolean {
-                clauses: vec![
-                    (Occur::Should, term("🦀", 0, 4)),
-                    (Occur::Should, term("ß", 5, 7))
-                ]
-            }
+            Query::Boolean { clauses: vec![(Occur::Should, term("🦀", 0, 4)), (Occur::Should, term("ß", 5, 7))] }
         );
         // U+3000 ideographic space separates terms.
         assert_eq!(show("日本\u{3000}語"), "(日本 OR 語)");
@@ -1406,69 +1177,24 @@ mod tests {
 
     #[test]
     fn field_term() {
-        assert_eq!(
-            p("title:rust"),
-            Query::Term {
-                field: fr("title", 0, 5),
-                text: "rust".into(),
-                span: sp(6, 10)
-            }
-        );
-        assert_eq!(
-            p("_x1:y"),
-            Query::Term {
-                field: fr("_x1", 0, 3),
-                text: "y".into(),
-                span: sp(4, 5)
-            }
-        );
+        assert_eq!(p("title:rust"), Query::Term { field: fr("title", 0, 5), text: "rust".into(), span: sp(6, 10) });
+        assert_eq!(p("_x1:y"), Query::Term { field: fr("_x1", 0, 3), text: "y".into(), span: sp(4, 5) });
         // Keywords directly after a field are plain words.
-        assert_eq!(
-            p("title:AND"),
-            Query::Term {
-                field: fr("title", 0, 5),
-                text: "AND".into(),
-                span: sp(6, 9)
-            }
-        );
+        assert_eq!(p("title:AND"), Query::Term { field: fr("title", 0, 5), text: "AND".into(), span: sp(6, 9) });
     }
 
     #[test]
     fn field_phrase_prefix_fuzzy_all() {
         assert_eq!(
             p(r#"body:"a b"~2"#),
-            Query::Phrase {
-                field: fr("body", 0, 4),
-                text: "a b".into(),
-                slop: 2,
-                prefix: false,
-                span: sp(5, 12)
-            }
+            Query::Phrase { field: fr("body", 0, 4), text: "a b".into(), slop: 2, prefix: false, span: sp(5, 12) }
         );
-        assert_eq!(
-            p("body:postg*"),
-            Query::Prefix {
-                field: fr("body", 0, 4),
-                text: "postg".into(),
-                span: sp(5, 11)
-            }
-        );
+        assert_eq!(p("body:postg*"), Query::Prefix { field: fr("body", 0, 4), text: "postg".into(), span: sp(5, 11) });
         assert_eq!(
             p("body:postgers~2"),
-            Query::Fuzzy {
-                field: fr("body", 0, 4),
-                text: "postgers".into(),
-                distance: 2,
-                span: sp(5, 15)
-            }
+            Query::Fuzzy { field: fr("body", 0, 4), text: "postgers".into(), distance: 2, span: sp(5, 15) }
         );
-        assert_eq!(
-            p("title:*"),
-            Query::All {
-                field: fr("title", 0, 5),
-                span: sp(6, 7)
-            }
-        );
+        assert_eq!(p("title:*"), Query::All { field: fr("title", 0, 5), span: sp(6, 7) });
     }
 
     #[test]
@@ -1478,22 +1204,8 @@ mod tests {
             q,
             Query::Boolean {
                 clauses: vec![
-                    (
-                        Occur::Should,
-                        Query::Term {
-                            field: fr("title", 0, 5),
-                            text: "a".into(),
-                            span: sp(7, 8)
-                        }
-                    ),
-                    (
-                        Occur::Should,
-                        Query::Term {
-                            field: fr("body", 9, 13),
-                            text: "b".into(),
-                            span: sp(14, 15)
-                        }
-                    ),
+                    (Occur::Should, Query::Term { field: fr("title", 0, 5), text: "a".into(), span: sp(7, 8) }),
+                    (Occur::Should, Query::Term { field: fr("body", 9, 13), text: "b".into(), span: sp(14, 15) }),
                     (
                         Occur::Should,
                         Query::Phrase {
@@ -1511,10 +1223,7 @@ mod tests {
         assert_eq!(show("title:(a AND NOT b*)"), "(title:a AND NOT title:b*)");
         assert_eq!(show("title:(a OR *)"), "(title:a OR title:*)");
         assert_eq!(show("title:(a)^2 b"), "(title:a^2 OR b)");
-        assert_eq!(
-            show("title:((a b)^2 c~)"),
-            "((title:a OR title:b)^2 OR title:c~1)"
-        );
+        assert_eq!(show("title:((a b)^2 c~)"), "((title:a OR title:b)^2 OR title:c~1)");
         assert_eq!(show("-title:(a b)"), "(NOT (title:a OR title:b))");
     }
 
@@ -1524,22 +1233,10 @@ mod tests {
     fn phrases() {
         assert_eq!(
             p(r#""index access method""#),
-            Query::Phrase {
-                field: None,
-                text: "index access method".into(),
-                slop: 0,
-                prefix: false,
-                span: sp(0, 21)
-            }
+            Query::Phrase { field: None, text: "index access method".into(), slop: 0, prefix: false, span: sp(0, 21) }
         );
         let phrase = |q: &str| match p(q) {
-            Query::Phrase {
-                text,
-                slop,
-                prefix,
-                span,
-                ..
-            } => (text, slop, prefix, span),
+            Query::Phrase { text, slop, prefix, span, .. } => (text, slop, prefix, span),
             other => panic!("{other:?}"),
         };
         assert_eq!(phrase(r#""a b"~2"#), ("a b".into(), 2, false, sp(0, 7)));
@@ -1547,19 +1244,10 @@ mod tests {
         assert_eq!(phrase(r#""a b"~3*"#), ("a b".into(), 3, true, sp(0, 8)));
         assert_eq!(phrase(r#""a b"~0"#), ("a b".into(), 0, false, sp(0, 7)));
         assert_eq!(phrase(r#""a b"~007"#), ("a b".into(), 7, false, sp(0, 9)));
-        assert_eq!(
-            phrase(r#""say \"hi\"""#),
-            ("say \"hi\"".into(), 0, false, sp(0, 12))
-        );
+        assert_eq!(phrase(r#""say \"hi\"""#), ("say \"hi\"".into(), 0, false, sp(0, 12)));
         assert_eq!(phrase(r#""a\\b""#), ("a\\b".into(), 0, false, sp(0, 6)));
-        assert_eq!(
-            phrase(r#""a:b (c) AND -d*""#),
-            ("a:b (c) AND -d*".into(), 0, false, sp(0, 17))
-        );
-        assert_eq!(
-            phrase("\"日本 語\"~1"),
-            ("日本 語".into(), 1, false, sp(0, 14))
-        );
+        assert_eq!(phrase(r#""a:b (c) AND -d*""#), ("a:b (c) AND -d*".into(), 0, false, sp(0, 17)));
+        assert_eq!(phrase("\"日本 語\"~1"), ("日本 語".into(), 1, false, sp(0, 14)));
         assert_eq!(phrase(r#""a b"~4294967295"#).1, u32::MAX);
     }
 
@@ -1574,28 +1262,9 @@ mod tests {
 
     #[test]
     fn prefix_and_all() {
-        assert_eq!(
-            p("postg*"),
-            Query::Prefix {
-                field: None,
-                text: "postg".into(),
-                span: sp(0, 6)
-            }
-        );
-        assert_eq!(
-            p("*"),
-            Query::All {
-                field: None,
-                span: sp(0, 1)
-            }
-        );
-        assert_eq!(
-            p(" * "),
-            Query::All {
-                field: None,
-                span: sp(1, 2)
-            }
-        );
+        assert_eq!(p("postg*"), Query::Prefix { field: None, text: "postg".into(), span: sp(0, 6) });
+        assert_eq!(p("*"), Query::All { field: None, span: sp(0, 1) });
+        assert_eq!(p(" * "), Query::All { field: None, span: sp(1, 2) });
         assert_eq!(show("* -a"), "(* OR -a)");
         assert_eq!(show("a *"), "(a OR *)");
         assert_eq!(show("é*"), "é*");
@@ -1604,12 +1273,7 @@ mod tests {
     #[test]
     fn fuzzy() {
         let fuzzy = |q: &str| match p(q) {
-            Query::Fuzzy {
-                text,
-                distance,
-                span,
-                ..
-            } => (text, distance, span),
+            Query::Fuzzy { text, distance, span, .. } => (text, distance, span),
             other => panic!("{other:?}"),
         };
         assert_eq!(fuzzy("postgers~"), ("postgers".into(), 1, sp(0, 9)));
@@ -1623,13 +1287,7 @@ mod tests {
 
     #[test]
     fn boost() {
-        assert_eq!(
-            p("a^2"),
-            Query::Boost {
-                query: Box::new(term("a", 0, 1)),
-                boost: 2.0
-            }
-        );
+        assert_eq!(p("a^2"), Query::Boost { query: Box::new(term("a", 0, 1)), boost: 2.0 });
         let boost_of = |q: &str| match p(q) {
             Query::Boost { boost, query } => (boost, *query),
             other => panic!("{other:?}"),
@@ -1637,24 +1295,13 @@ mod tests {
         assert_eq!(boost_of("a^0.5").0, 0.5);
         assert_eq!(boost_of("a^1.25").0, 1.25);
         assert_eq!(boost_of("a^007").0, 7.0);
-        assert!(
-            matches!(boost_of(r#""a b"~2*^3"#), (b, Query::Phrase { slop: 2, prefix: true, .. }) if b == 3.0)
-        );
+        assert!(matches!(boost_of(r#""a b"~2*^3"#), (b, Query::Phrase { slop: 2, prefix: true, .. }) if b == 3.0));
         assert!(matches!(boost_of("a*^2").1, Query::Prefix { .. }));
-        assert!(matches!(
-            boost_of("a~^2").1,
-            Query::Fuzzy { distance: 1, .. }
-        ));
-        assert!(matches!(
-            boost_of("a~2^2").1,
-            Query::Fuzzy { distance: 2, .. }
-        ));
+        assert!(matches!(boost_of("a~^2").1, Query::Fuzzy { distance: 1, .. }));
+        assert!(matches!(boost_of("a~2^2").1, Query::Fuzzy { distance: 2, .. }));
         assert!(matches!(boost_of("*^3").1, Query::All { .. }));
         assert!(matches!(boost_of("(a b)^1.5").1, Query::Boolean { .. }));
-        assert!(matches!(
-            boost_of("title:a^2").1,
-            Query::Term { field: Some(_), .. }
-        ));
+        assert!(matches!(boost_of("title:a^2").1, Query::Term { field: Some(_), .. }));
         assert!(matches!(boost_of("((a)^2)^3").1, Query::Boost { .. }));
         assert_eq!(show("((a)^2)^3"), "(a^2)^3");
         assert_eq!(show("+a^2 -b^3"), "(a^2 AND NOT b^3)");
@@ -1672,12 +1319,7 @@ mod tests {
         assert_eq!(show_and("a b c"), "(a AND b AND c)");
         assert_eq!(
             p("a b"),
-            Query::Boolean {
-                clauses: vec![
-                    (Occur::Should, term("a", 0, 1)),
-                    (Occur::Should, term("b", 2, 3))
-                ]
-            }
+            Query::Boolean { clauses: vec![(Occur::Should, term("a", 0, 1)), (Occur::Should, term("b", 2, 3))] }
         );
     }
 
@@ -1710,18 +1352,8 @@ mod tests {
 
     #[test]
     fn not_and_modifiers() {
-        assert_eq!(
-            p("NOT a"),
-            Query::Boolean {
-                clauses: vec![(Occur::MustNot, term("a", 4, 5))]
-            }
-        );
-        assert_eq!(
-            p("-a"),
-            Query::Boolean {
-                clauses: vec![(Occur::MustNot, term("a", 1, 2))]
-            }
-        );
+        assert_eq!(p("NOT a"), Query::Boolean { clauses: vec![(Occur::MustNot, term("a", 4, 5))] });
+        assert_eq!(p("-a"), Query::Boolean { clauses: vec![(Occur::MustNot, term("a", 1, 2))] });
         assert_eq!(p("+a"), term("a", 1, 2));
         assert_eq!(
             p("a -b +c"),
@@ -1783,13 +1415,8 @@ mod tests {
     #[test]
     fn spans_with_multibyte_text() {
         let q = "日本 title:ünï \"é\"~1 x*";
-        let Query::Boolean { clauses } = p(q) else {
-            panic!()
-        };
-        let spans: Vec<&str> = clauses
-            .iter()
-            .map(|(_, c)| c.span().unwrap().slice(q).unwrap())
-            .collect();
+        let Query::Boolean { clauses } = p(q) else { panic!() };
+        let spans: Vec<&str> = clauses.iter().map(|(_, c)| c.span().unwrap().slice(q).unwrap()).collect();
         assert_eq!(spans, ["日本", "ünï", "\"é\"~1", "x*"]);
         assert_eq!(clauses[1].1.field().unwrap().span.slice(q), Some("title"));
     }
@@ -1803,28 +1430,16 @@ mod tests {
         assert_eq!(ParseError::new("x", sp(99, 99)).position("abc"), 4);
         // Inside a character (never produced by the parser): no panic.
         assert_eq!(ParseError::new("x", sp(1, 1)).position("é"), 2);
-        assert_eq!(
-            assert_err("日本 AND", "missing search term after AND", 4).span,
-            sp(7, 10)
-        );
-        assert_eq!(
-            assert_err("ü~3", "edit distance 3 is too large", 3).span,
-            sp(3, 4)
-        );
-        assert_eq!(
-            assert_err("🦀 \"abc", "unterminated phrase", 3).span,
-            sp(5, 6)
-        );
+        assert_eq!(assert_err("日本 AND", "missing search term after AND", 4).span, sp(7, 10));
+        assert_eq!(assert_err("ü~3", "edit distance 3 is too large", 3).span, sp(3, 4));
+        assert_eq!(assert_err("🦀 \"abc", "unterminated phrase", 3).span, sp(5, 6));
     }
 
     #[test]
     fn error_display_and_hint() {
         let e = err("\"abc");
         assert_eq!(e.to_string(), "unterminated phrase");
-        assert_eq!(
-            e.hint.as_deref(),
-            Some("close the phrase with a double quote (\")")
-        );
+        assert_eq!(e.hint.as_deref(), Some("close the phrase with a double quote (\")"));
         assert_eq!(e.span, sp(0, 1));
         let e = err("a~3");
         assert!(e.hint.unwrap().contains("maximum edit distance is 2"));
@@ -1835,10 +1450,7 @@ mod tests {
     #[test]
     fn empty_query() {
         assert_eq!(assert_err("", "empty search query", 1).span, sp(0, 0));
-        assert_eq!(
-            assert_err("   \t\n", "empty search query", 1).span,
-            sp(0, 5)
-        );
+        assert_eq!(assert_err("   \t\n", "empty search query", 1).span, sp(0, 5));
         assert_err("\u{3000}", "empty search query", 1);
     }
 
@@ -1856,18 +1468,10 @@ mod tests {
         assert_err(r#""a b"~x"#, "invalid phrase slop 'x'", 7);
         assert_err(r#""a b"~1.5"#, "invalid phrase slop '1.5'", 7);
         assert_err(r#""a b"~-1"#, "invalid phrase slop", 7);
-        assert_err(
-            r#""a b"~99999999999"#,
-            "phrase slop 99999999999 is too large",
-            7,
-        );
+        assert_err(r#""a b"~99999999999"#, "phrase slop 99999999999 is too large", 7);
         assert_err(r#""a b"*~2"#, "unexpected '~'", 7);
         assert_err(r#""a b"**"#, "unexpected '*'", 7);
-        assert_err(
-            r#""a b"*c"#,
-            "wildcards are only supported at the end of a word",
-            6,
-        );
+        assert_err(r#""a b"*c"#, "wildcards are only supported at the end of a word", 6);
     }
 
     #[test]
@@ -1926,10 +1530,7 @@ mod tests {
 
     #[test]
     fn field_errors() {
-        assert_eq!(
-            assert_err("title:", "missing search term after field 'title'", 1).span,
-            sp(0, 6)
-        );
+        assert_eq!(assert_err("title:", "missing search term after field 'title'", 1).span, sp(0, 6));
         assert_err("title: x", "missing search term after field 'title'", 1);
         assert_err("a title:", "missing search term after field 'title'", 3);
         assert_err("(title:)", "missing search term after field 'title'", 2);
@@ -1938,10 +1539,7 @@ mod tests {
         assert_err("a:b:c", "a field cannot be applied to another field", 3);
         assert_err("title:-a", "'-' must come before the field", 7);
         assert_err("title:+a", "'+' must come before the field", 7);
-        assert_eq!(
-            assert_err("über:x", "invalid field name 'über'", 1).span,
-            sp(0, 5)
-        );
+        assert_eq!(assert_err("über:x", "invalid field name 'über'", 1).span, sp(0, 5));
         assert_err("x 1a:x", "invalid field name '1a'", 3);
         assert_err(r"a\ b:c", r"invalid field name 'a\ b'", 1);
         assert_err("x :y", "unexpected ':'", 3);
@@ -1958,11 +1556,7 @@ mod tests {
         let e = assert_err("a~3", "edit distance 3 is too large", 3);
         assert_eq!(e.hint.as_deref(), Some("the maximum edit distance is 2"));
         assert_eq!(e.span, sp(2, 3));
-        assert_err(
-            "a~99999999999999999999999",
-            "edit distance 99999999999999999999999 is too large",
-            3,
-        );
+        assert_err("a~99999999999999999999999", "edit distance 99999999999999999999999 is too large", 3);
         assert_err("a~x", "invalid edit distance 'x'", 3);
         assert_err("a~1.5", "invalid edit distance '1.5'", 3);
         assert_err("a~2b", "invalid edit distance '2b'", 3);
@@ -1981,10 +1575,7 @@ mod tests {
         assert_err("a^", "missing boost value after '^'", 2);
         assert_err("a^ 2", "missing boost value after '^'", 2);
         assert_err("a^(2)", "missing boost value after '^'", 2);
-        assert_eq!(
-            assert_err("a^0", "boost must be greater than zero", 3).span,
-            sp(2, 3)
-        );
+        assert_eq!(assert_err("a^0", "boost must be greater than zero", 3).span, sp(2, 3));
         assert_err("a^0.0", "boost must be greater than zero", 3);
         assert_err("a^-1", "boost must be greater than zero", 3);
         assert_err("a^x", "invalid boost value 'x'", 3);
@@ -1999,11 +1590,7 @@ mod tests {
         let tiny = format!("a^0.{}1", "0".repeat(60));
         assert_err(&tiny, "boost must be greater than zero", 3);
         assert_err("a^2^3", "only one boost is allowed per clause", 4);
-        assert_err(
-            "a ^2",
-            "'^' must directly follow a term, phrase or group",
-            3,
-        );
+        assert_err("a ^2", "'^' must directly follow a term, phrase or group", 3);
         assert_err("^2", "'^' must directly follow a term, phrase or group", 1);
         assert_err("a^2*", "unexpected '*'", 4);
     }
@@ -2012,11 +1599,7 @@ mod tests {
     fn wildcard_errors() {
         assert_err("*a", "leading wildcards are not supported", 1);
         assert_err("x *ab", "leading wildcards are not supported", 3);
-        assert_err(
-            "a*b",
-            "wildcards are only supported at the end of a word",
-            2,
-        );
+        assert_err("a*b", "wildcards are only supported at the end of a word", 2);
         assert_err("a**", "unexpected '*'", 3);
         assert_err("**", "unexpected '*'", 2);
         assert_err("(a)*", "unexpected '*'", 4);
@@ -2037,35 +1620,17 @@ mod tests {
         let nots = format!("{}a", "NOT ".repeat(n + 1));
         assert_err(&nots, "query nesting is too deep", 4 * n + 1);
 
-        let mixed_ok = format!(
-            "{}{}a{}",
-            "(".repeat(200),
-            "NOT ".repeat(n - 200),
-            ")".repeat(200)
-        );
+        let mixed_ok = format!("{}{}a{}", "(".repeat(200), "NOT ".repeat(n - 200), ")".repeat(200));
         assert!(parse(&mixed_ok, Or).is_ok());
-        let mixed = format!(
-            "{}{}a{}",
-            "(".repeat(200),
-            "NOT ".repeat(n - 199),
-            ")".repeat(200)
-        );
+        let mixed = format!("{}{}a{}", "(".repeat(200), "NOT ".repeat(n - 199), ")".repeat(200));
         assert_err(&mixed, "query nesting is too deep", 200 + 4 * (n - 200) + 1);
         let mixed = format!("{}(a){}", "NOT (".repeat(128), ")".repeat(128));
         assert_err(&mixed, "query nesting is too deep", 5 * 128 + 1);
 
         // Huge inputs fail fast without exhausting the stack.
         assert_err(&"(".repeat(100_000), "query nesting is too deep", n + 1);
-        assert_err(
-            &"NOT ".repeat(100_000),
-            "query nesting is too deep",
-            4 * n + 1,
-        );
-        assert_err(
-            &"-(".repeat(100_000),
-            "query nesting is too deep",
-            2 * n + 2,
-        );
+        assert_err(&"NOT ".repeat(100_000), "query nesting is too deep", 4 * n + 1);
+        assert_err(&"-(".repeat(100_000), "query nesting is too deep", 2 * n + 2);
     }
 
     #[test]
@@ -2080,9 +1645,7 @@ mod tests {
     #[test]
     fn long_flat_query() {
         let q = "word ".repeat(50_000);
-        let Query::Boolean { clauses } = p(&q) else {
-            panic!()
-        };
+        let Query::Boolean { clauses } = p(&q) else { panic!() };
         assert_eq!(clauses.len(), 50_000);
         let q = vec!["a"; 20_000].join(" AND ");
         assert!(check_any(&q, Or));
@@ -2161,10 +1724,9 @@ mod tests {
     }
 
     const PIECES: &[&str] = &[
-        "(", ")", "\"", ":", "^", "~", "*", "\\", "+", "-", " ", " ", " ", "\t", "AND", "OR",
-        "NOT", "and", "foo", "bar", "title", "title:", "body:", "é", "日本", "🦀", "ß", "2", "0.5",
-        "0", "3", "1.", "_x", "a1", "\u{301}", "\u{3000}", "x", "y", "&&", "||", "!", ".",
-        "\"a b\"",
+        "(", ")", "\"", ":", "^", "~", "*", "\\", "+", "-", " ", " ", " ", "\t", "AND", "OR", "NOT", "and", "foo",
+        "bar", "title", "title:", "body:", "é", "日本", "🦀", "ß", "2", "0.5", "0", "3", "1.", "_x", "a1", "\u{301}",
+        "\u{3000}", "x", "y", "&&", "||", "!", ".", "\"a b\"",
     ];
 
     #[test]
@@ -2186,10 +1748,7 @@ mod tests {
     #[test]
     fn random_unicode_strings_never_panic() {
         let mut rng = Rng(0xDEAD_BEEF_CAFE_F00D);
-        let alphabet: Vec<char> =
-            "()\":^~*\\+- \tabcANDORNOT01239.é日🦀\u{301}\u{3000}\u{0}\u{FEFF}"
-                .chars()
-                .collect();
+        let alphabet: Vec<char> = "()\":^~*\\+- \tabcANDORNOT01239.é日🦀\u{301}\u{3000}\u{0}\u{FEFF}".chars().collect();
         for _ in 0..30_000 {
             let len = rng.below(20);
             let q: String = (0..len)
@@ -2219,8 +1778,7 @@ mod tests {
                 out.push_str(rng.pick(&["title:", "body:", "_f1:"]));
             }
             match rng.below(8) {
-                0 | 1 => out
-                    .push_str(rng.pick(&["a", "b", "café", "日本", "c++", r"x\:y", r"\AND", "42"])),
+                0 | 1 => out.push_str(rng.pick(&["a", "b", "café", "日本", "c++", r"x\:y", r"\AND", "42"])),
                 2 => {
                     out.push_str(rng.pick(&["pre", "é", "z"]));
                     out.push('*');
@@ -2254,11 +1812,7 @@ mod tests {
             let mut q = String::new();
             gen_query(&mut rng, 0, &mut q);
             for op in [Or, And] {
-                assert!(
-                    check_any(&q, op),
-                    "generated query {q:?} failed: {:?}",
-                    parse(&q, op)
-                );
+                assert!(check_any(&q, op), "generated query {q:?} failed: {:?}", parse(&q, op));
             }
         }
     }
@@ -2319,16 +1873,8 @@ mod tests {
                 let reparsed = parse(&normalized.to_string(), op).unwrap();
                 for doc in 0..16 {
                     let expected = matches(&raw, doc);
-                    assert_eq!(
-                        matches(&normalized, doc),
-                        expected,
-                        "{q:?} ({op:?}) doc {doc:04b}"
-                    );
-                    assert_eq!(
-                        matches(&reparsed, doc),
-                        expected,
-                        "{q:?} reparsed, doc {doc:04b}"
-                    );
+                    assert_eq!(matches(&normalized, doc), expected, "{q:?} ({op:?}) doc {doc:04b}");
+                    assert_eq!(matches(&reparsed, doc), expected, "{q:?} reparsed, doc {doc:04b}");
                 }
             }
         }

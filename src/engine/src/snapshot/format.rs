@@ -101,8 +101,8 @@ impl SnapshotManifest {
         struct Head {
             format: u32,
         }
-        let head: Head = serde_json::from_slice(bytes)
-            .map_err(|e| corrupt(format!("snapshot manifest does not parse: {e}")))?;
+        let head: Head =
+            serde_json::from_slice(bytes).map_err(|e| corrupt(format!("snapshot manifest does not parse: {e}")))?;
         if head.format > SNAPSHOT_FORMAT {
             return Err(Error::Store {
                 message: format!(
@@ -112,8 +112,8 @@ impl SnapshotManifest {
                 hint: Some("It was written by a newer pg_hybrid: upgrade the extension to use it.".into()),
             });
         }
-        let m: SnapshotManifest = serde_json::from_slice(bytes)
-            .map_err(|e| corrupt(format!("snapshot manifest does not parse: {e}")))?;
+        let m: SnapshotManifest =
+            serde_json::from_slice(bytes).map_err(|e| corrupt(format!("snapshot manifest does not parse: {e}")))?;
         m.check().map_err(corrupt)?;
         Ok(m)
     }

@@ -149,8 +149,5 @@ pub(crate) fn check_index_uuid(uuid: &str) -> Result<()> {
 
 /// Seconds since the Unix epoch, now.
 pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

@@ -65,9 +65,8 @@ impl Pin {
         if !dir.join(MANIFEST_FILE).is_file() {
             return Err(Error::Missing { path: dir.to_path_buf(), detail: format!("{MANIFEST_FILE} not found") });
         }
-        let folder = dir
-            .join(PINS_DIR)
-            .join(format!("{}-{}", std::process::id(), PIN_SEQ.fetch_add(1, Ordering::Relaxed)));
+        let folder =
+            dir.join(PINS_DIR).join(format!("{}-{}", std::process::id(), PIN_SEQ.fetch_add(1, Ordering::Relaxed)));
         fsutil::remove_dir_durably(&folder)?;
         fsutil::create_private_dir(&folder)?;
         match Self::link(dir, &folder) {
@@ -83,11 +82,8 @@ impl Pin {
         // Held only for a read, a directory listing and some link() calls.
         let _lock = FileLock::lock(&dir.join(PUBLISH_LOCK))?;
         let manifest = Manifest::read(dir)?;
-        let mut names: BTreeSet<String> = manifest
-            .live_files(dir)?
-            .into_iter()
-            .filter_map(|p| p.to_str().map(str::to_string))
-            .collect();
+        let mut names: BTreeSet<String> =
+            manifest.live_files(dir)?.into_iter().filter_map(|p| p.to_str().map(str::to_string)).collect();
         let missing: Vec<String> = expected_files(&manifest).into_iter().filter(|f| !names.contains(f)).collect();
         if !missing.is_empty() {
             return Err(Error::Missing {

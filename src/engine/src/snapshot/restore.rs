@@ -18,7 +18,7 @@ use crate::manifest::Manifest;
 use super::format::{blob_key, manifest_key, SnapshotManifest, QUARANTINE};
 use super::pin::expected_files;
 use super::store::SnapshotStore;
-use super::{check_index_uuid, IndexIdentity, Phase, PgPosition, Progress};
+use super::{check_index_uuid, IndexIdentity, PgPosition, Phase, Progress};
 
 /// One snapshot of an index, as listed.
 #[derive(Debug, Clone, PartialEq)]
@@ -197,15 +197,13 @@ impl SnapshotStore {
                     progress(q)
                 };
                 match self.get_to_file(&key, &path, f.size, &mut on_bytes)? {
-                    None => {
-                        return Err(Error::Missing {
-                            path: self.describe(&key).into(),
-                            detail: format!(
-                                "blob of file {} of snapshot {} of index {} is not in the store; restore another snapshot",
-                                f.name, m.sequence, m.index.uuid
-                            ),
-                        })
-                    }
+                    None => return Err(Error::Missing {
+                        path: self.describe(&key).into(),
+                        detail: format!(
+                            "blob of file {} of snapshot {} of index {} is not in the store; restore another snapshot",
+                            f.name, m.sequence, m.index.uuid
+                        ),
+                    }),
                     Some((sha, size)) if sha == f.sha256 && size == f.size => {
                         verdict = None;
                         break;
@@ -261,9 +259,8 @@ pub fn verify_local(dir: &Path, checksums: bool) -> Result<LocalCheck> {
     let m = Manifest::read(dir)?;
     let expected = expected_files(&m);
     let mut missing = Vec::new();
-    let mut bytes = std::fs::metadata(dir.join(MANIFEST_FILE))
-        .map_err(|e| Error::io("stat", dir.join(MANIFEST_FILE), e))?
-        .len();
+    let mut bytes =
+        std::fs::metadata(dir.join(MANIFEST_FILE)).map_err(|e| Error::io("stat", dir.join(MANIFEST_FILE), e))?.len();
     for f in &expected {
         match std::fs::metadata(dir.join(f)) {
             Ok(md) if md.is_file() => bytes += md.len(),
@@ -275,11 +272,17 @@ pub fn verify_local(dir: &Path, checksums: bool) -> Result<LocalCheck> {
     if !missing.is_empty() {
         return Err(Error::Missing {
             path: dir.to_path_buf(),
-            detail: format!("{} file(s) of generation {} are missing: {}", missing.len(), m.hybrid.generation, list(&missing)),
+            detail: format!(
+                "{} file(s) of generation {} are missing: {}",
+                missing.len(),
+                m.hybrid.generation,
+                list(&missing)
+            ),
         });
     }
     if checksums {
-        let index = crate::text::writer::open_tantivy(crate::directory::SidecarDirectory::open(dir)?, &m.hybrid.config)?;
+        let index =
+            crate::text::writer::open_tantivy(crate::directory::SidecarDirectory::open(dir)?, &m.hybrid.config)?;
         let mut damaged = Vec::new();
         for f in &expected {
             match index.directory().validate_checksum(Path::new(f)) {

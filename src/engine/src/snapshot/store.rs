@@ -33,8 +33,8 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
-    BackoffConfig, ClientConfigKey, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode,
-    PutOptions, PutPayload, RetryConfig,
+    BackoffConfig, ClientConfigKey, MultipartUpload, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
+    PutPayload, RetryConfig,
 };
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
@@ -345,10 +345,8 @@ impl SnapshotStore {
     pub(crate) fn pause(&self, attempt: u32) {
         let base = self.options.backoff_initial.saturating_mul(1u32 << (attempt - 1).min(16));
         let base = base.min(self.options.backoff_max);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let jitter = 0.75 + f64::from(nanos % 1000) / 2000.0;
         // A stop request cuts the pause short; the next attempt's wait then gives up at once.
         sleep_interruptibly(base.mul_f64(jitter));
@@ -439,10 +437,7 @@ impl SnapshotStore {
             Err(OpError::NotFound) => Vec::new(),
             Err(e) => return Err(self.error("list", folder, e)),
         };
-        Ok(listed
-            .into_iter()
-            .filter_map(|m| self.relative(&m.location).map(|k| (k.to_string(), m.clone())))
-            .collect())
+        Ok(listed.into_iter().filter_map(|m| self.relative(&m.location).map(|k| (k.to_string(), m.clone()))).collect())
     }
 
     /// Deletes `key`; a missing object is not an error.
@@ -516,7 +511,8 @@ impl SnapshotStore {
             let mut f = std::fs::File::open(file).map_err(|e| Failed::Local(Error::io("open", file, e)))?;
             let mut sent = 0u64;
             loop {
-                let part = read_up_to(&mut f, self.options.part_size).map_err(|e| Failed::Local(Error::io("read", file, e)))?;
+                let part = read_up_to(&mut f, self.options.part_size)
+                    .map_err(|e| Failed::Local(Error::io("read", file, e)))?;
                 if part.is_empty() {
                     break;
                 }
@@ -721,7 +717,11 @@ fn build_s3(bucket: &str, o: &StoreOptions) -> object_store::Result<object_store
     // A couple of quick retries per HTTP request inside the client; the longer, bounded
     // backoff is ours (`SnapshotStore::retry`), so that the total stays predictable.
     b = b.with_retry(RetryConfig {
-        backoff: BackoffConfig { init_backoff: Duration::from_millis(100), max_backoff: Duration::from_secs(2), base: 2.0 },
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            base: 2.0,
+        },
         max_retries: 2,
         retry_timeout: o.request_timeout,
     });
@@ -738,7 +738,10 @@ pub(crate) enum OpError {
     /// Retrying will not help (credentials, permissions, bad path, unsupported).
     Permanent(String),
     /// May work on another attempt (network, 5xx, a task that died).
-    Transient { message: String, attempts: u32 },
+    Transient {
+        message: String,
+        attempts: u32,
+    },
     Timeout(Duration),
     /// The waiting thread was asked to stop (see [`set_interrupt_check`]); the request was
     /// abandoned.
@@ -924,7 +927,9 @@ mod tests {
         let s = SnapshotStore::open("s3://bucket/some/prefix", StoreOptions::default()).unwrap();
         assert_eq!(s.path("blobs/x").as_ref(), "some/prefix/blobs/x");
         assert_eq!(s.describe("blobs/x"), "s3://bucket/some/prefix/blobs/x");
-        let s = SnapshotStore::from_object_store(Arc::new(InMemory::new()), "/p/q/", "test://", StoreOptions::default()).unwrap();
+        let s =
+            SnapshotStore::from_object_store(Arc::new(InMemory::new()), "/p/q/", "test://", StoreOptions::default())
+                .unwrap();
         assert_eq!(s.path("blobs/x").as_ref(), "p/q/blobs/x");
         assert_eq!(s.describe("blobs/x"), "test://p/q/blobs/x");
     }

@@ -25,10 +25,13 @@ use bytes::Bytes;
 use crate::directory::MANIFEST_FILE;
 use crate::error::{Error, Result};
 
-use super::format::{blob_key, index_folder, manifest_key, parse_manifest_key, FileEntry, SnapshotManifest, BLOBS, INDEXES, SNAPSHOT_FORMAT};
+use super::format::{
+    blob_key, index_folder, manifest_key, parse_manifest_key, FileEntry, SnapshotManifest, BLOBS, INDEXES,
+    SNAPSHOT_FORMAT,
+};
 use super::pin::{sweep_pins, Pin};
 use super::store::SnapshotStore;
-use super::{check_index_uuid, is_sha256_hex, sha256_file, unix_now, IndexIdentity, Phase, PgPosition, Progress};
+use super::{check_index_uuid, is_sha256_hex, sha256_file, unix_now, IndexIdentity, PgPosition, Phase, Progress};
 
 /// How long a snapshot found complete is trusted before "nothing changed" checks its blobs
 /// again. A blob quarantined by a restore in this process clears the trust at once; one
@@ -100,10 +103,8 @@ pub struct GcReport {
 /// Age of an object from its last-modified time (the store's clock against ours; the
 /// half-grace margin absorbs modest skew).
 fn age(meta: &object_store::ObjectMeta) -> Duration {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     Duration::from_millis((now_ms - meta.last_modified.timestamp_millis()).max(0) as u64)
 }
 
@@ -347,7 +348,13 @@ impl SnapshotStore {
     }
 
     /// Uploads one blob and checks that the store holds it with the right size afterwards.
-    fn upload_blob(&self, key: &str, file: &Path, size: u64, on_bytes: &mut dyn FnMut(u64) -> Result<()>) -> Result<()> {
+    fn upload_blob(
+        &self,
+        key: &str,
+        file: &Path,
+        size: u64,
+        on_bytes: &mut dyn FnMut(u64) -> Result<()>,
+    ) -> Result<()> {
         self.put_file(key, file, size, on_bytes)?;
         match self.head(key)? {
             Some(m) if m.size == size => Ok(()),

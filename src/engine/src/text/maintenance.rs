@@ -6,18 +6,18 @@
 
 use std::path::Path;
 
-use tantivy::BitSet;
 use tantivy::directory::TerminatingWrite;
 use tantivy::fastfield::write_alive_bitset;
 use tantivy::index::{SegmentComponent, SegmentId};
+use tantivy::BitSet;
 use tantivy::{Index, Segment, SegmentReader};
 
-use crate::text::pending::LogSource;
 use crate::directory::SidecarDirectory;
 use crate::error::{Error, Result};
 use crate::fsutil::FileLock;
 use crate::manifest::{self, DeleteEntry, Manifest, SegmentEntry, MAINTENANCE_LOCK, STAGING_DIR};
 use crate::schema::CTID_FIELD;
+use crate::text::pending::LogSource;
 use crate::text::writer::{new_staging_folder, open_tantivy, publish_with, StagedSegment};
 
 /// Takes the maintenance lock of the index in `dir`, calling `wait` between attempts (the
@@ -198,10 +198,8 @@ impl MergePolicy {
 /// The caller holds the maintenance lock.
 pub fn merge(dir: &Path, ids: &[SegmentId]) -> Result<bool> {
     let m = Manifest::read(dir)?;
-    let entries: Vec<SegmentEntry> = ids
-        .iter()
-        .filter_map(|id| m.segments.iter().find(|s| s.segment_id == *id).cloned())
-        .collect();
+    let entries: Vec<SegmentEntry> =
+        ids.iter().filter_map(|id| m.segments.iter().find(|s| s.segment_id == *id).cloned()).collect();
     if entries.len() != ids.len() || entries.is_empty() {
         return Ok(false);
     }

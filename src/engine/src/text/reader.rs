@@ -30,12 +30,12 @@ use crate::config::IndexConfig;
 use crate::directory::{SidecarDirectory, MANIFEST_FILE};
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, SegmentEntry};
-use crate::text::pending::{self, LogSource, NoLog};
 use crate::query::{self, DefaultOperator};
 use crate::schema::{fields_of, Fields, CTID_FIELD};
+use crate::text::pending::{self, LogSource, NoLog};
 use crate::text::writer::{build_in_memory, open_tantivy};
-use tantivy::directory::RamDirectory;
 use crate::vector::knn::VectorCache;
+use tantivy::directory::RamDirectory;
 
 /// Identity of one version of the manifest file (it is replaced by rename, so a new version is a
 /// new inode).
@@ -180,7 +180,9 @@ pub struct TextIndex {
 /// sizeable part of a short search. A compiled query depends only on the folder's
 /// configuration, never on its generation, so entries stay valid for the folder's life.
 #[derive(Default)]
-pub struct CompiledQueries(parking_lot::Mutex<std::collections::HashMap<(String, Option<usize>, DefaultOperator), Box<dyn Query>>>);
+pub struct CompiledQueries(
+    parking_lot::Mutex<std::collections::HashMap<(String, Option<usize>, DefaultOperator), Box<dyn Query>>>,
+);
 
 /// Most queries kept per folder (all are dropped when it is full: simple and rare).
 const COMPILED_QUERIES: usize = 256;
@@ -215,8 +217,8 @@ impl TextIndex {
             // Before anything is read: a folder swapped in after this is noticed by `refresh`.
             let folder = folder_id(dir)?;
             let stamp = stamp(&dir.join(MANIFEST_FILE))?;
-            let bytes = std::fs::read(dir.join(MANIFEST_FILE))
-                .map_err(|e| Error::io("read", dir.join(MANIFEST_FILE), e))?;
+            let bytes =
+                std::fs::read(dir.join(MANIFEST_FILE)).map_err(|e| Error::io("read", dir.join(MANIFEST_FILE), e))?;
             let manifest = Manifest::parse(dir, &bytes)?;
             let config = manifest.hybrid.config.clone();
             let mut tail = Tail { from: manifest.hybrid.log.from, end: manifest.hybrid.log.from, ..Tail::default() };
@@ -236,8 +238,7 @@ impl TextIndex {
                 }
             };
             let fields = fields_of(&index.schema(), &config, dir)?;
-            let analyzers =
-                Arc::new(config.text_fields.iter().map(build_analyzer).collect::<Result<Vec<_>>>()?);
+            let analyzers = Arc::new(config.text_fields.iter().map(build_analyzer).collect::<Result<Vec<_>>>()?);
             let ctids = match ctid_columns(&reader.searcher(), None) {
                 Ok(c) => c,
                 Err(e) => {
@@ -326,7 +327,8 @@ impl TextIndex {
                 .and_then(|()| ctid_columns(&self.reader.searcher(), Some((&before, &self.ctids))));
             match reloaded {
                 Ok(ctids) => {
-                    let live: Vec<_> = self.reader.searcher().segment_readers().iter().map(|r| r.segment_id()).collect();
+                    let live: Vec<_> =
+                        self.reader.searcher().segment_readers().iter().map(|r| r.segment_id()).collect();
                     self.vectors.retain(&live);
                     self.manifest = manifest;
                     self.ctids = ctids;

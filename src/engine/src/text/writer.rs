@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use tantivy::indexer::{AddOperation, NoMergePolicy, SegmentWriter};
 use tantivy::directory::RamDirectory;
+use tantivy::indexer::{AddOperation, NoMergePolicy, SegmentWriter};
 use tantivy::{Directory, Index, IndexWriter, Segment, TantivyDocument};
 
 use crate::analyzer::tokenizer_manager;
@@ -34,9 +34,8 @@ pub const MIN_THREAD_BUDGET: usize = 15 << 20;
 /// removed). The folder appears complete or not at all: it is assembled under a temporary name
 /// and renamed into place.
 pub fn create_index_dir(dir: &Path, config: &IndexConfig, identity: &Identity) -> Result<Manifest> {
-    let parent = dir.parent().ok_or_else(|| {
-        Error::io("create", dir, std::io::Error::other("index folder has no parent"))
-    })?;
+    let parent =
+        dir.parent().ok_or_else(|| Error::io("create", dir, std::io::Error::other("index folder has no parent")))?;
     fsutil::create_private_dir(parent)?;
     fsutil::remove_dir_durably(dir)?;
     let tmp = parent.join(format!(
@@ -63,7 +62,10 @@ pub(crate) fn open_tantivy<D: Directory>(directory: D, config: &IndexConfig) -> 
 
 /// Like [`open_tantivy`], and returns the vector plugin registered, if any, so the caller can
 /// tune it (see [`IndexBuilder`]).
-fn open_tantivy_with_plugin<D: Directory>(directory: D, config: &IndexConfig) -> Result<(Index, Option<Arc<VectorPlugin>>)> {
+fn open_tantivy_with_plugin<D: Directory>(
+    directory: D,
+    config: &IndexConfig,
+) -> Result<(Index, Option<Arc<VectorPlugin>>)> {
     let mut index = Index::open(directory)?;
     index.set_tokenizers(tokenizer_manager(config)?);
     let plugin = if config.vector_fields.is_empty() {
@@ -208,11 +210,8 @@ static STAGING_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// A private staging folder for one writer: `staging/<pid>-<n>`.
 pub(crate) fn new_staging_folder(dir: &Path) -> Result<PathBuf> {
-    let folder = dir.join(STAGING_DIR).join(format!(
-        "{}-{}",
-        std::process::id(),
-        STAGING_SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
+    let folder =
+        dir.join(STAGING_DIR).join(format!("{}-{}", std::process::id(), STAGING_SEQ.fetch_add(1, Ordering::Relaxed)));
     fsutil::remove_dir_durably(&folder)?;
     fsutil::create_private_dir(&folder)?;
     Ok(folder)
@@ -240,7 +239,13 @@ struct OneSegment {
 impl OneSegment {
     /// `memory_budget` sizes tantivy's term hash table (it grows as needed); `graphs`: whether
     /// vector fields get their graphs. `at` names the index in errors.
-    fn start<D: Directory>(directory: D, config: &IndexConfig, memory_budget: usize, graphs: bool, at: &Path) -> Result<OneSegment> {
+    fn start<D: Directory>(
+        directory: D,
+        config: &IndexConfig,
+        memory_budget: usize,
+        graphs: bool,
+        at: &Path,
+    ) -> Result<OneSegment> {
         let (index, plugin) = open_tantivy_with_plugin(directory, config)?;
         if let Some(p) = plugin.filter(|_| !graphs) {
             p.set_build_graphs(false);

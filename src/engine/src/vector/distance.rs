@@ -191,7 +191,11 @@ fn kernels() -> &'static Kernels {
         #[cfg(target_arch = "x86_64")]
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the features were just detected on this CPU.
-            return Kernels { dot: |a, b| unsafe { avx2::dot(a, b) }, l2sq: |a, b| unsafe { avx2::l2sq(a, b) }, name: "avx2+fma" };
+            return Kernels {
+                dot: |a, b| unsafe { avx2::dot(a, b) },
+                l2sq: |a, b| unsafe { avx2::l2sq(a, b) },
+                name: "avx2+fma",
+            };
         }
         Kernels { dot: dot_generic, l2sq: l2sq_generic, name: "portable" }
     })

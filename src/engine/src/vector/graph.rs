@@ -195,7 +195,13 @@ pub fn build_graph(opts: &BuildOptions, dims: usize, docs: &[u32], vectors: &[f3
     Ok(graph)
 }
 
-fn run_build(kind: BuildDistance, opts: &BuildOptions, ef_construction: usize, dims: usize, data: &[f32]) -> Result<FlatGraph> {
+fn run_build(
+    kind: BuildDistance,
+    opts: &BuildOptions,
+    ef_construction: usize,
+    dims: usize,
+    data: &[f32],
+) -> Result<FlatGraph> {
     // The kernels picked for this CPU, called through one pointer (not `distance::dot`, which
     // looks them up on every call).
     let graph = |pool: Option<&rayon::ThreadPool>| -> FlatGraph {
@@ -266,7 +272,14 @@ fn interleave(mut angular: FlatGraph, ip: &FlatGraph, n: usize, width: usize) ->
 
 /// Marks everything reachable on layer 0 from `from` (adding to `reach`), counting in
 /// `reach_in` the links leaving newly reached nodes.
-fn mark_reachable(layer0: &[u32], width: usize, from: u32, reach: &mut [bool], reach_in: &mut [u32], stack: &mut Vec<u32>) {
+fn mark_reachable(
+    layer0: &[u32],
+    width: usize,
+    from: u32,
+    reach: &mut [bool],
+    reach_in: &mut [u32],
+    stack: &mut Vec<u32>,
+) {
     if reach[from as usize] {
         return;
     }
@@ -406,7 +419,8 @@ mod tests {
                 }
             }
             let docs: Vec<u32> = (0..n as u32).map(|i| i * 2 + 1).collect();
-            let g = build_graph(&BuildOptions { metric, m: 8, ef_construction: 40, threads: 2 }, dims, &docs, &v).unwrap();
+            let g =
+                build_graph(&BuildOptions { metric, m: 8, ef_construction: 40, threads: 2 }, dims, &docs, &v).unwrap();
             g.check_shape(&docs).unwrap();
             assert!(g.max_level >= 1, "3000 points with m = 8 have upper layers");
             // Every node is reachable from the entry point on layer 0.

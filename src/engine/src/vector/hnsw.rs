@@ -363,7 +363,14 @@ impl<'a, D: Fn(&[f32], &[f32]) -> f32 + Sync> Builder<'a, D> {
 /// Builds the graph of the `data.len() / dims` vectors of `data` with `dist`, inserting in
 /// parallel on the current rayon pool when `parallel`. Node `i` is vector `i`; `node_doc` is
 /// left empty. `n >= 1`, `2 <= m`, `ef_construction >= 1`.
-pub(crate) fn build<D>(data: &[f32], dims: usize, m: usize, ef_construction: usize, dist: D, parallel: bool) -> FlatGraph
+pub(crate) fn build<D>(
+    data: &[f32],
+    dims: usize,
+    m: usize,
+    ef_construction: usize,
+    dist: D,
+    parallel: bool,
+) -> FlatGraph
 where
     D: Fn(&[f32], &[f32]) -> f32 + Sync,
 {

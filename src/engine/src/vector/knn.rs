@@ -208,7 +208,8 @@ impl Snapshot {
             // distances (measured: ~10k at s = 10% and ~19k at 1% with ef 100, m 16), the
             // exact scan `candidates`: walk only where it is predicted cheaper.
             let predicted_walk = view.graph().map_or(u128::MAX, |g| {
-                (ef_search.max(k) as u128) * (g.m() as u128) * (view.num_vectors() as u128) / (candidates.max(1) as u128)
+                (ef_search.max(k) as u128) * (g.m() as u128) * (view.num_vectors() as u128)
+                    / (candidates.max(1) as u128)
             });
             let use_graph = view.has_graph()
                 && (matches.is_none() || candidates > exact_below)

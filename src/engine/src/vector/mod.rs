@@ -16,8 +16,8 @@ mod hnsw;
 pub mod knn;
 pub mod plugin;
 pub mod search;
-pub mod stats;
 pub mod segment;
+pub mod stats;
 
 use std::borrow::Cow;
 
@@ -31,10 +31,9 @@ pub use segment::{VectorSegment, GRAPH_MIN_VECTORS};
 /// The form in which a vector is stored: unit-normalised under cosine, as is otherwise.
 pub fn stored_form(metric: Metric, v: &[f32]) -> Result<Cow<'_, [f32]>> {
     if metric == Metric::Cosine {
-        search::normalized(v).map(Cow::Owned).ok_or_else(|| Error::InvalidValue {
-            message: "a zero vector has no cosine distance".into(),
-            hint: None,
-        })
+        search::normalized(v)
+            .map(Cow::Owned)
+            .ok_or_else(|| Error::InvalidValue { message: "a zero vector has no cosine distance".into(), hint: None })
     } else {
         Ok(Cow::Borrowed(v))
     }

@@ -81,7 +81,10 @@ impl VectorPlugin {
     }
 
     fn options(&self) -> WriteOptions {
-        WriteOptions { build_graphs: self.build_graphs.load(Ordering::SeqCst), threads: self.threads.load(Ordering::SeqCst) }
+        WriteOptions {
+            build_graphs: self.build_graphs.load(Ordering::SeqCst),
+            threads: self.threads.load(Ordering::SeqCst),
+        }
     }
 }
 
@@ -93,7 +96,9 @@ struct WriteOptions {
 
 fn to_tantivy(e: Error) -> TantivyError {
     match e {
-        Error::Corrupt { path, detail } => TantivyError::DataCorruption(tantivy::error::DataCorruption::new(path, detail)),
+        Error::Corrupt { path, detail } => {
+            TantivyError::DataCorruption(tantivy::error::DataCorruption::new(path, detail))
+        }
         Error::Io { source, .. } => TantivyError::IoError(Arc::new(source)),
         other => TantivyError::InvalidArgument(other.to_string()),
     }
@@ -107,11 +112,22 @@ struct Collected {
 }
 
 /// Builds the graphs (where worthwhile) and writes the file.
-fn write_file(segment: &Segment, fields: &[VectorFieldConfig], max_doc: u32, data: &[Collected], opts: WriteOptions) -> tantivy::Result<()> {
+fn write_file(
+    segment: &Segment,
+    fields: &[VectorFieldConfig],
+    max_doc: u32,
+    data: &[Collected],
+    opts: WriteOptions,
+) -> tantivy::Result<()> {
     let mut graphs: Vec<Option<FlatGraph>> = Vec::with_capacity(fields.len());
     for (cfg, c) in fields.iter().zip(data) {
         let graph = if opts.build_graphs && c.docs.len() >= GRAPH_MIN_VECTORS {
-            let o = BuildOptions { metric: cfg.metric, m: cfg.m, ef_construction: cfg.ef_construction, threads: opts.threads };
+            let o = BuildOptions {
+                metric: cfg.metric,
+                m: cfg.m,
+                ef_construction: cfg.ef_construction,
+                threads: opts.threads,
+            };
             Some(build_graph(&o, cfg.dimensions, &c.docs, &c.values).map_err(to_tantivy)?)
         } else {
             None
@@ -122,7 +138,13 @@ fn write_file(segment: &Segment, fields: &[VectorFieldConfig], max_doc: u32, dat
         .iter()
         .zip(data)
         .zip(&graphs)
-        .map(|((cfg, c), g)| FieldData { dims: cfg.dimensions, metric: cfg.metric, docs: &c.docs, vectors: &c.values, graph: g.as_ref() })
+        .map(|((cfg, c), g)| FieldData {
+            dims: cfg.dimensions,
+            metric: cfg.metric,
+            docs: &c.docs,
+            vectors: &c.values,
+            graph: g.as_ref(),
+        })
         .collect();
     let mut w = segment.open_write(SegmentComponent::Custom(EXTENSION.to_string()))?;
     write_segment_file(&mut w, max_doc, &sections)?;
@@ -207,20 +229,28 @@ struct VectorPluginWriter {
 
 impl PluginWriter for VectorPluginWriter {
     fn add_document(&mut self, doc_id: DocId, doc: &dyn ErasedDocument, _schema: &Schema) -> tantivy::Result<()> {
-        let doc = doc.as_any().downcast_ref::<TantivyDocument>().ok_or_else(|| {
-            TantivyError::InvalidArgument("the vector plugin only indexes TantivyDocument".into())
-        })?;
+        let doc = doc
+            .as_any()
+            .downcast_ref::<TantivyDocument>()
+            .ok_or_else(|| TantivyError::InvalidArgument("the vector plugin only indexes TantivyDocument".into()))?;
         for ((cfg, field), c) in self.fields.iter().zip(&self.handles).zip(&mut self.data) {
             let mut values = doc.get_all(*field);
             let Some(value) = values.next() else { continue };
             if values.next().is_some() {
-                return Err(TantivyError::InvalidArgument(format!("document {doc_id} has several vectors for field \"{}\"", cfg.name)));
+                return Err(TantivyError::InvalidArgument(format!(
+                    "document {doc_id} has several vectors for field \"{}\"",
+                    cfg.name
+                )));
             }
             let bytes = value.as_custom().ok_or_else(|| {
                 TantivyError::InvalidArgument(format!("field \"{}\" holds a value that is not a vector", cfg.name))
             })?;
             if bytes.len() % 4 != 0 {
-                return Err(TantivyError::InvalidArgument(format!("vector of field \"{}\" is {} bytes, not whole f32s", cfg.name, bytes.len())));
+                return Err(TantivyError::InvalidArgument(format!(
+                    "vector of field \"{}\" is {} bytes, not whole f32s",
+                    cfg.name,
+                    bytes.len()
+                )));
             }
             let v: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
             cfg.check(&v, "vector").map_err(to_tantivy)?;

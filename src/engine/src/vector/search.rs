@@ -268,7 +268,12 @@ impl TopK {
 
 /// The `k` nearest accepted documents by exact scan of every document with a vector, as
 /// (distance, doc id), nearest first (ties by doc id).
-pub fn exact(field: &FieldView<'_>, query: &[f32], k: usize, accept: &mut dyn FnMut(DocId) -> bool) -> Vec<(f32, DocId)> {
+pub fn exact(
+    field: &FieldView<'_>,
+    query: &[f32],
+    k: usize,
+    accept: &mut dyn FnMut(DocId) -> bool,
+) -> Vec<(f32, DocId)> {
     if k == 0 || query.len() != field.dims() {
         return Vec::new();
     }
@@ -283,7 +288,12 @@ pub fn exact(field: &FieldView<'_>, query: &[f32], k: usize, accept: &mut dyn Fn
 }
 
 /// Like [`exact`], over the given documents only (those without a vector are skipped).
-pub fn exact_docs(field: &FieldView<'_>, query: &[f32], k: usize, docs: &mut dyn Iterator<Item = DocId>) -> Vec<(f32, DocId)> {
+pub fn exact_docs(
+    field: &FieldView<'_>,
+    query: &[f32],
+    k: usize,
+    docs: &mut dyn Iterator<Item = DocId>,
+) -> Vec<(f32, DocId)> {
     if k == 0 || query.len() != field.dims() {
         return Vec::new();
     }
@@ -326,7 +336,9 @@ mod tests {
         }
         let docs: Vec<u32> = (0..n as u32).collect();
         let g = build_graph(&BuildOptions { metric, m: 12, ef_construction: 64, threads: 2 }, dims, &docs, &v).unwrap();
-        let bytes = encode_segment_file(n as u32, &[FieldData { dims, metric, docs: &docs, vectors: &v, graph: Some(&g) }]).unwrap();
+        let bytes =
+            encode_segment_file(n as u32, &[FieldData { dims, metric, docs: &docs, vectors: &v, graph: Some(&g) }])
+                .unwrap();
         let cfg = VectorFieldConfig { name: "v".into(), dimensions: dims, metric, m: 12, ef_construction: 64 };
         (VectorSegment::from_bytes(OwnedBytes::new(bytes), &[cfg], PathBuf::from("t.hvec")).unwrap(), v)
     }
@@ -342,7 +354,9 @@ mod tests {
                 raw.clone()
             };
             let docs: Vec<u32> = (0..500).collect();
-            let bytes = encode_segment_file(500, &[FieldData { dims, metric, docs: &docs, vectors: &stored, graph: None }]).unwrap();
+            let bytes =
+                encode_segment_file(500, &[FieldData { dims, metric, docs: &docs, vectors: &stored, graph: None }])
+                    .unwrap();
             let cfg = VectorFieldConfig { name: "v".into(), dimensions: dims, metric, m: 8, ef_construction: 32 };
             let seg = VectorSegment::from_bytes(OwnedBytes::new(bytes), &[cfg], PathBuf::new()).unwrap();
             let f = seg.field(0).unwrap();
@@ -355,12 +369,15 @@ mod tests {
                 let nx: f64 = x.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt();
                 let nq: f64 = q_raw.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt();
                 match metric {
-                    Metric::L2 => x.iter().zip(&q_raw).map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2)).sum::<f64>().sqrt(),
+                    Metric::L2 => {
+                        x.iter().zip(&q_raw).map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2)).sum::<f64>().sqrt()
+                    }
                     Metric::Cosine => 1.0 - (dot / (nx * nq)).clamp(-1.0, 1.0),
                     Metric::InnerProduct => -dot,
                 }
             };
-            let mut want: Vec<(f64, u32)> = raw.chunks_exact(dims).enumerate().map(|(i, x)| (sql(x), i as u32)).collect();
+            let mut want: Vec<(f64, u32)> =
+                raw.chunks_exact(dims).enumerate().map(|(i, x)| (sql(x), i as u32)).collect();
             want.sort_by(|a, b| a.0.total_cmp(&b.0));
             assert_eq!(got.len(), 500);
             for (g, w) in got.iter().zip(&want) {
@@ -408,7 +425,10 @@ mod tests {
                 // Distances are the exact ones.
                 for (d, doc) in &got.hits {
                     let e = distance::distance(metric, &q, f.vector(*doc).unwrap());
-                    assert_eq!(*d, distance::from_rank(metric, distance::rank_distance(metric, &q, f.vector(*doc).unwrap())));
+                    assert_eq!(
+                        *d,
+                        distance::from_rank(metric, distance::rank_distance(metric, &q, f.vector(*doc).unwrap()))
+                    );
                     assert!((d - e).abs() < 1e-5);
                 }
                 for (sel, acc) in [(10u32, &mut r_10), (100u32, &mut r_1)] {

@@ -181,7 +181,12 @@ pub fn write_segment_file(w: &mut dyn Write, max_doc: u32, fields: &[FieldData])
     // Check the inputs first: a bad layout must not produce a file that reads back as corrupt.
     for (i, f) in fields.iter().enumerate() {
         if f.dims == 0 || f.vectors.len() != f.docs.len() * f.dims {
-            return Err(invalid(format!("vector field {i}: {} values for {} documents of {} dimensions", f.vectors.len(), f.docs.len(), f.dims)));
+            return Err(invalid(format!(
+                "vector field {i}: {} values for {} documents of {} dimensions",
+                f.vectors.len(),
+                f.docs.len(),
+                f.dims
+            )));
         }
         if f.docs.windows(2).any(|w| w[0] >= w[1]) || f.docs.last().is_some_and(|d| *d >= max_doc) {
             return Err(invalid(format!("vector field {i}: document ids are not increasing below {max_doc}")));
@@ -202,9 +207,7 @@ pub fn write_segment_file(w: &mut dyn Write, max_doc: u32, fields: &[FieldData])
             .checked_mul(f.dims)
             .and_then(|x| x.checked_mul(4))
             .ok_or_else(|| invalid("vector section too large".into()))?;
-        off = off
-            .checked_add(pad8(vectors_len))
-            .ok_or_else(|| invalid("vector section too large".into()))?;
+        off = off.checked_add(pad8(vectors_len)).ok_or_else(|| invalid("vector section too large".into()))?;
         let plan = match f.graph {
             Some(g) => {
                 let p = GraphPlan::new(off, g.node_doc.len(), g.m as usize, g.num_upper_lists())
@@ -412,10 +415,9 @@ impl VectorSegment {
     pub fn open_fields(reader: &SegmentReader, fields: &[VectorFieldConfig]) -> Result<VectorSegment> {
         let path = PathBuf::from(format!("{}.{EXTENSION}", reader.segment_id().uuid_string()));
         let slice = reader.open_read(SegmentComponent::Custom(EXTENSION.to_string())).map_err(|e| match e {
-            OpenReadError::FileDoesNotExist(_) => Error::Missing {
-                path: path.clone(),
-                detail: "the segment has no vector file".into(),
-            },
+            OpenReadError::FileDoesNotExist(_) => {
+                Error::Missing { path: path.clone(), detail: "the segment has no vector file".into() }
+            }
             OpenReadError::IoError { io_error, .. } => {
                 if io_error.kind() == io::ErrorKind::UnexpectedEof || io_error.kind() == io::ErrorKind::InvalidData {
                     Error::Corrupt { path: path.clone(), detail: io_error.to_string() }
@@ -556,11 +558,19 @@ fn parse(b: &[u8], fields: &[VectorFieldConfig]) -> std::result::Result<(u32, Ve
         let graph_len = read_u64(b, e + 40).ok_or_else(short)?;
         let name = &cfg.name;
         if dims != cfg.dimensions {
-            return Err(format!("field \"{name}\" has {dims} dimensions in the vector file, the index says {}", cfg.dimensions));
+            return Err(format!(
+                "field \"{name}\" has {dims} dimensions in the vector file, the index says {}",
+                cfg.dimensions
+            ));
         }
-        let metric = metric_from_code(metric_c).ok_or_else(|| format!("field \"{name}\" has unknown metric code {metric_c}"))?;
+        let metric =
+            metric_from_code(metric_c).ok_or_else(|| format!("field \"{name}\" has unknown metric code {metric_c}"))?;
         if metric != cfg.metric {
-            return Err(format!("field \"{name}\" has metric {} in the vector file, the index says {}", metric.name(), cfg.metric.name()));
+            return Err(format!(
+                "field \"{name}\" has metric {} in the vector file, the index says {}",
+                metric.name(),
+                cfg.metric.name()
+            ));
         }
         if num_vectors > max_doc as usize {
             return Err(format!("field \"{name}\" claims {num_vectors} vectors for {max_doc} documents"));
@@ -579,7 +589,9 @@ fn parse(b: &[u8], fields: &[VectorFieldConfig]) -> std::result::Result<(u32, Ve
         let words = cast_u64(&b[presence.clone()]);
         let ones: usize = words.iter().map(|w| w.count_ones() as usize).sum();
         if ones != num_vectors {
-            return Err(format!("field \"{name}\": presence bitmap has {ones} documents, directory says {num_vectors}"));
+            return Err(format!(
+                "field \"{name}\": presence bitmap has {ones} documents, directory says {num_vectors}"
+            ));
         }
         if max_doc % 64 != 0 {
             if let Some(last) = words.last() {
@@ -607,7 +619,10 @@ fn parse(b: &[u8], fields: &[VectorFieldConfig]) -> std::result::Result<(u32, Ve
             }
             let plan = GraphPlan::new(goff, n, m, num_upper_lists).ok_or_else(|| "graph size overflows".to_string())?;
             if plan.len as u64 != graph_len {
-                return Err(format!("field \"{name}\": graph section is {graph_len} bytes, its header implies {}", plan.len));
+                return Err(format!(
+                    "field \"{name}\": graph section is {graph_len} bytes, its header implies {}",
+                    plan.len
+                ));
             }
             let g = range(graph_off, plan.len, "graph section")?;
             file_end = file_end.max(g.end);
@@ -849,10 +864,17 @@ mod tests {
         let dims = 5;
         let docs: Vec<u32> = (0..300u32).filter(|d| d % 7 != 3).collect();
         let vecs = sample(docs.len(), dims, 1);
-        let graph = build_graph(&BuildOptions { metric: Metric::L2, m: 4, ef_construction: 16, threads: 1 }, dims, &docs, &vecs).unwrap();
+        let graph = build_graph(
+            &BuildOptions { metric: Metric::L2, m: 4, ef_construction: 16, threads: 1 },
+            dims,
+            &docs,
+            &vecs,
+        )
+        .unwrap();
         let docs2: Vec<u32> = vec![0, 5, 299];
         let vecs2 = sample(3, 2, 2);
-        let fields = vec![cfg(dims, Metric::L2), VectorFieldConfig { name: "w".into(), ..cfg(2, Metric::InnerProduct) }];
+        let fields =
+            vec![cfg(dims, Metric::L2), VectorFieldConfig { name: "w".into(), ..cfg(2, Metric::InnerProduct) }];
         let bytes = encode_segment_file(
             300,
             &[
@@ -896,7 +918,11 @@ mod tests {
     #[test]
     fn empty_segment_and_config_mismatch() {
         let fields = vec![cfg(3, Metric::Cosine)];
-        let bytes = encode_segment_file(0, &[FieldData { dims: 3, metric: Metric::Cosine, docs: &[], vectors: &[], graph: None }]).unwrap();
+        let bytes = encode_segment_file(
+            0,
+            &[FieldData { dims: 3, metric: Metric::Cosine, docs: &[], vectors: &[], graph: None }],
+        )
+        .unwrap();
         let seg = open(bytes.clone(), &fields).unwrap();
         assert_eq!(seg.field(0).unwrap().present_docs().count(), 0);
         assert!(matches!(open(bytes.clone(), &[cfg(4, Metric::Cosine)]), Err(Error::Corrupt { .. })));
@@ -966,11 +992,20 @@ mod tests {
 
     #[test]
     fn writer_refuses_bad_input() {
-        let e = encode_segment_file(10, &[FieldData { dims: 2, metric: Metric::L2, docs: &[3, 2], vectors: &[0.0; 4], graph: None }]);
+        let e = encode_segment_file(
+            10,
+            &[FieldData { dims: 2, metric: Metric::L2, docs: &[3, 2], vectors: &[0.0; 4], graph: None }],
+        );
         assert!(e.is_err());
-        let e = encode_segment_file(3, &[FieldData { dims: 2, metric: Metric::L2, docs: &[3], vectors: &[0.0; 2], graph: None }]);
+        let e = encode_segment_file(
+            3,
+            &[FieldData { dims: 2, metric: Metric::L2, docs: &[3], vectors: &[0.0; 2], graph: None }],
+        );
         assert!(e.is_err());
-        let e = encode_segment_file(10, &[FieldData { dims: 2, metric: Metric::L2, docs: &[1], vectors: &[0.0; 3], graph: None }]);
+        let e = encode_segment_file(
+            10,
+            &[FieldData { dims: 2, metric: Metric::L2, docs: &[1], vectors: &[0.0; 3], graph: None }],
+        );
         assert!(e.is_err());
     }
 }

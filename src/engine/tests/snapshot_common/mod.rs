@@ -135,4 +135,3 @@ pub fn folder_contents(dir: &FsPath) -> BTreeMap<String, Vec<u8>> {
         .map(|e| (e.file_name().into_string().unwrap(), std::fs::read(e.path()).unwrap()))
         .collect()
 }
-
