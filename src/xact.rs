@@ -27,7 +27,7 @@ use hybrid_engine::text::Document;
 use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
-use crate::am::log_pages::{self, Appended, PageLog};
+use crate::am::log_pages::{self, Appended, OpenIndex};
 use crate::catalog::tenants::Growth;
 use crate::error::{raise_with, OrRaise};
 use crate::{gucs, layout, sidecar};
@@ -145,7 +145,7 @@ pub fn flush(dir: &Path) {
         Some((std::mem::take(&mut p.docs), growth, limit))
     });
     let Some((docs, growth, limit)) = taken else { return };
-    let Some(index) = OpenIndex::at(growth.index_oid, dir) else {
+    let Some(index) = open_index(growth.index_oid, dir) else {
         // Dropped, or rebuilt into a new folder (REINDEX, TRUNCATE) by this transaction after
         // these rows were buffered: the new folder was built from the table, rows included.
         return;
@@ -155,7 +155,7 @@ pub fn flush(dir: &Path) {
         .then(|| pending::encode_payload(docs.iter().map(|(_, d)| d)))
         // A record must leave room in the log for others (see `log_pages::RING_BYTES`).
         .filter(|p| p.len() + pending::HEADER < (log_pages::RING_BYTES / 4) as usize);
-    let drain = payload.as_ref().is_some_and(|p| append_to_log(dir, index.rel, p));
+    let drain = payload.as_ref().is_some_and(|p| append_to_log(dir, &index, p));
     let written = payload.is_none();
     if written {
         flush_wal_of_this_transaction();
@@ -175,48 +175,26 @@ pub fn flush(dir: &Path) {
     });
 }
 
-/// An index relation opened by [`flush`] or the maintenance after commit, closed on drop (its
-/// lock stays until the end of the transaction, as Postgres keeps it).
-struct OpenIndex {
-    rel: pg_sys::Relation,
+/// The index `oid` if it still exists and still has the folder `dir` (a REINDEX or TRUNCATE in
+/// this transaction gives it a new one). Its lock, one writers hold anyway, is kept until the
+/// end of the transaction.
+fn open_index(oid: pg_sys::Oid, dir: &Path) -> Option<OpenIndex> {
+    OpenIndex::open(oid, pg_sys::RowExclusiveLock, true).filter(|i| i.dir() == dir)
 }
 
-impl OpenIndex {
-    /// The index `oid` if it still exists and still has the folder `dir`.
-    fn at(oid: pg_sys::Oid, dir: &Path) -> Option<OpenIndex> {
-        // SAFETY: a lock writers already hold; the relation is closed by `drop`.
-        unsafe {
-            let rel = pg_sys::try_relation_open(oid, pg_sys::RowExclusiveLock as _);
-            if rel.is_null() {
-                return None;
-            }
-            let index = OpenIndex { rel };
-            (sidecar::index_dir(rel) == dir).then_some(index)
-        }
-    }
-}
-
-impl Drop for OpenIndex {
-    fn drop(&mut self) {
-        // SAFETY: opened by `at`.
-        unsafe { pg_sys::relation_close(self.rel, pg_sys::NoLock as _) };
-    }
-}
-
-/// Appends a record of `payload` to the pending log of `rel` (folder `dir`). Its WAL goes
+/// Appends a record of `payload` to the pending log of `index` (folder `dir`). Its WAL goes
 /// after the WAL of the rows and before the commit record: the commit's flush makes it
 /// durable. Returns whether the log is now long enough to drain.
-fn append_to_log(dir: &Path, rel: pg_sys::Relation, payload: &[u8]) -> bool {
+fn append_to_log(dir: &Path, index: &OpenIndex, payload: &[u8]) -> bool {
     loop {
         let from = Manifest::read(dir).or_raise().hybrid.log.from;
-        // SAFETY: `rel` is open and locked ROW EXCLUSIVE (see `OpenIndex`).
-        match unsafe { log_pages::append(rel, from, |at| pending::frame(payload, at)) } {
+        // SAFETY: the index is open and locked ROW EXCLUSIVE (see `open_index`).
+        match unsafe { log_pages::append(index.rel(), from, |at| pending::frame(payload, at)) } {
             Appended::Done { tail } => {
                 return tail.saturating_sub(from) > gucs::LOG_DRAIN_KB.get().max(1) as u64 * 1024;
             }
             // Drains did not keep up: make room (every record before is then in a segment).
-            // SAFETY: as above.
-            Appended::Full => pending::drain(dir, &unsafe { PageLog::new(rel) }).or_raise(),
+            Appended::Full => pending::drain(dir, &index.log()).or_raise(),
         };
     }
 }
@@ -335,9 +313,8 @@ fn maintain_written() {
         }
         let result = (|| -> hybrid_engine::Result<()> {
             if drain {
-                if let Some(index) = OpenIndex::at(oid, &dir) {
-                    // SAFETY: open while the drain runs.
-                    pending::try_drain(&dir, &unsafe { PageLog::new(index.rel) })?;
+                if let Some(index) = open_index(oid, &dir) {
+                    pending::try_drain(&dir, &index.log())?;
                 }
             }
             if !merge {

@@ -258,18 +258,65 @@ pub unsafe fn append(rel: pg_sys::Relation, from: u64, frame_at: impl FnOnce(u64
     Appended::Done { tail: end }
 }
 
+/// A hybrid index opened by OID to reach its folder and its pending log (maintenance after
+/// commit, workers, quota counts, snapshots); closed when dropped.
+pub struct OpenIndex {
+    rel: pg_sys::Relation,
+    /// The lock given back on close (`NoLock`: kept until the end of the transaction).
+    release: pg_sys::LOCKMODE,
+}
+
+impl OpenIndex {
+    /// Index `oid` locked with `mode`, or `None` if it no longer exists. `keep_lock`: hold the
+    /// lock until the end of the transaction (as for an index the transaction writes to)
+    /// instead of giving it back on close.
+    pub fn open(oid: pg_sys::Oid, mode: u32, keep_lock: bool) -> Option<OpenIndex> {
+        // SAFETY: `try_relation_open` returns NULL for a relation that is gone; the relation
+        // stays open until `drop`.
+        let rel = unsafe { pg_sys::try_relation_open(oid, mode as pg_sys::LOCKMODE) };
+        let release = if keep_lock { pg_sys::NoLock } else { mode };
+        (!rel.is_null()).then_some(OpenIndex { rel, release: release as pg_sys::LOCKMODE })
+    }
+
+    pub fn rel(&self) -> pg_sys::Relation {
+        self.rel
+    }
+
+    /// Its folder, at its current relation file.
+    pub fn dir(&self) -> std::path::PathBuf {
+        // SAFETY: open (see `open`).
+        unsafe { crate::sidecar::index_dir(self.rel) }
+    }
+
+    /// Its pending log.
+    pub fn log(&self) -> PageLog {
+        // SAFETY: open for as long as `self`, which the log borrows from.
+        unsafe { PageLog::new(self.rel) }
+    }
+}
+
+impl Drop for OpenIndex {
+    fn drop(&mut self) {
+        // SAFETY: opened by `open`, closed once.
+        unsafe { pg_sys::relation_close(self.rel, self.release) };
+    }
+}
+
 /// The log of an open index relation, as the engine reads it.
 pub struct PageLog {
     rel: pg_sys::Relation,
     /// Whether the relation has its metapage (else nothing was ever appended).
     present: bool,
+    /// The metapage as `tail` last read it: a reader reads up to that tail next, and every
+    /// chunk before it lies in a ring page that metapage counts.
+    seen: std::cell::Cell<Option<Meta>>,
 }
 
 impl PageLog {
     /// # Safety
     /// `rel` is an open index relation, and stays open while this is used.
     pub unsafe fn new(rel: pg_sys::Relation) -> PageLog {
-        PageLog { rel, present: has_meta(rel) }
+        PageLog { rel, present: has_meta(rel), seen: std::cell::Cell::new(None) }
     }
 
     fn meta(&self) -> (Meta, u64) {
@@ -290,7 +337,9 @@ impl PageLog {
 
 impl LogSource for PageLog {
     fn tail(&self) -> hybrid_engine::Result<u64> {
-        Ok(self.meta().0.tail)
+        let meta = self.meta().0;
+        self.seen.set(Some(meta));
+        Ok(meta.tail)
     }
 
     fn read(&self, from: u64, to: u64) -> hybrid_engine::Result<Option<Vec<u8>>> {
@@ -298,7 +347,11 @@ impl LogSource for PageLog {
         if to <= from {
             return Ok(Some(out));
         }
-        let pages = self.meta().0.pages;
+        // Pages only grow: those counted with a tail at or past `to` hold every chunk below it.
+        let pages = match self.seen.get() {
+            Some(m) if m.tail >= to => m.pages,
+            _ => self.meta().0.pages,
+        };
         for chunk in from / CAP..=(to - 1) / CAP {
             let slot = (chunk % u64::from(RING_PAGES)) as u32;
             if slot >= pages {

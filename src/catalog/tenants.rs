@@ -11,8 +11,6 @@
 //! counts afresh. A plain `INSERT ... WHERE (SELECT count(*) ...) < limit` would let both see
 //! the old count. Tenants without limits take no lock.
 
-use std::path::PathBuf;
-
 use hybrid_engine::manifest::Manifest;
 use hybrid_engine::text::pending::{LogSource, NoLog};
 use pgrx::prelude::*;
@@ -20,9 +18,8 @@ use pgrx::PgSqlErrorCode;
 use pgrx::{PgBuiltInOids, PgOid};
 
 use super::as_extension_owner;
-use crate::am::log_pages::PageLog;
+use crate::am::log_pages::OpenIndex;
 use crate::error::raise_with;
-use crate::sidecar;
 
 /// The tenant indexes go to when their creator has none.
 pub const DEFAULT_TENANT: &str = "default";
@@ -206,32 +203,9 @@ fn tenant_indexes(tenant: &str) -> Vec<pg_sys::Oid> {
     .unwrap_or_else(|e| pgrx::error!("pg_hybrid: could not list the indexes of tenant {tenant}: {e}"))
 }
 
-/// The folder of hybrid index `oid`, if it still exists.
-pub fn index_folder(oid: pg_sys::Oid) -> Option<PathBuf> {
-    // SAFETY: opens the relation with a lock that does not conflict with writers.
-    unsafe {
-        let rel = pg_sys::try_relation_open(oid, pg_sys::AccessShareLock as _);
-        if rel.is_null() {
-            return None;
-        }
-        let dir = sidecar::index_dir(rel);
-        pg_sys::relation_close(rel, pg_sys::AccessShareLock as _);
-        Some(dir)
-    }
-}
-
 /// Live documents and bytes on disk of the index `oid`, if it exists (0, 0 if unreadable).
 pub fn usage_of_index(oid: pg_sys::Oid) -> Option<(i64, i64)> {
-    // SAFETY: opens the relation with a lock that does not conflict with writers, and closes it.
-    unsafe {
-        let rel = pg_sys::try_relation_open(oid, pg_sys::AccessShareLock as _);
-        if rel.is_null() {
-            return None;
-        }
-        let usage = usage_of(&sidecar::index_dir(rel), &PageLog::new(rel));
-        pg_sys::relation_close(rel, pg_sys::AccessShareLock as _);
-        Some(usage)
-    }
+    OpenIndex::open(oid, pg_sys::AccessShareLock, false).map(|i| usage_of(&i.dir(), &i.log()))
 }
 
 /// Live documents and bytes on disk of the index in `dir` whose pending log is `log` (0, 0 if
@@ -350,9 +324,11 @@ pub fn check_built(tenant: &str, dir: &std::path::Path, index: pg_sys::Oid, inde
     }
     serialise(tenant);
     let (mut used_docs, mut used_bytes) = (0, 0);
-    for oid in tenant_indexes(tenant) {
-        if oid != index && index_folder(oid).is_some_and(|d| d != dir) {
-            let (a, b) = usage_of_index(oid).unwrap_or((0, 0));
+    for oid in tenant_indexes(tenant).into_iter().filter(|&o| o != index) {
+        let Some(other) = OpenIndex::open(oid, pg_sys::AccessShareLock, false) else { continue };
+        let d = other.dir();
+        if d != dir {
+            let (a, b) = usage_of(&d, &other.log());
             used_docs += a;
             used_bytes += b;
         }

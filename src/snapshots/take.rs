@@ -9,7 +9,7 @@ use pgrx::prelude::*;
 use pgrx::PgSqlErrorCode;
 
 use super::{engine_progress, megabytes, store, Feedback};
-use crate::am::log_pages::PageLog;
+use crate::am::log_pages::OpenIndex;
 use crate::catalog;
 use crate::error::{raise_with, sqlstate};
 use crate::gucs;
@@ -87,14 +87,8 @@ fn lock(dir: &Path, identity: &IndexIdentity, feedback: &mut Feedback) -> hybrid
 /// log is in the index relation's pages).
 pub fn drained_position(index: pg_sys::Oid, dir: &Path) -> hybrid_engine::Result<PgPosition> {
     let now = crate::position::current();
-    // SAFETY: opened with a lock that does not conflict with writers, closed below.
-    unsafe {
-        let rel = pg_sys::try_relation_open(index, pg_sys::AccessShareLock as _);
-        if !rel.is_null() {
-            let drained = hybrid_engine::text::pending::drain(dir, &PageLog::new(rel));
-            pg_sys::relation_close(rel, pg_sys::AccessShareLock as _);
-            drained?;
-        }
+    if let Some(open) = OpenIndex::open(index, pg_sys::AccessShareLock, false) {
+        hybrid_engine::text::pending::drain(dir, &open.log())?;
     }
     Ok(PgPosition { lsn: now.lsn, timeline: now.timeline, system_identifier: now.system_identifier })
 }

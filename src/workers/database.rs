@@ -29,7 +29,7 @@ use pgrx::prelude::*;
 use pgrx::PgLogLevel;
 
 use super::{status, sweep};
-use crate::am::log_pages::PageLog;
+use crate::am::log_pages::{OpenIndex, PageLog};
 use crate::snapshots::restore::{restore_index, Why};
 use crate::snapshots::take::{self, Upload};
 use crate::snapshots::{self, Feedback};
@@ -261,16 +261,10 @@ fn drain(index: &Index) {
 
 /// Runs `work` with the pending log of `index`, if the index still exists (in a transaction).
 fn with_log(index: &Index, work: impl FnOnce(&PageLog)) {
-    // SAFETY: opened with a lock that does not conflict with writers, closed below.
-    unsafe {
-        let rel = pg_sys::try_relation_open(index.oid, pg_sys::AccessShareLock as _);
-        if rel.is_null() {
-            return;
+    if let Some(open) = OpenIndex::open(index.oid, pg_sys::AccessShareLock, false) {
+        if open.dir() == index.dir {
+            work(&open.log());
         }
-        if sidecar::index_dir(rel) == index.dir {
-            work(&PageLog::new(rel));
-        }
-        pg_sys::relation_close(rel, pg_sys::AccessShareLock as _);
     }
 }
 

@@ -85,7 +85,7 @@ pub fn dir_size(path: &Path) -> Result<u64> {
 
 /// `flock(2)` operation `op` on `file` (at `path`, for the error), waiting if it blocks and
 /// retrying when a signal interrupts the wait.
-pub fn flock(file: &File, op: libc::c_int, path: &Path) -> Result<()> {
+fn flock(file: &File, op: libc::c_int, path: &Path) -> Result<()> {
     loop {
         // SAFETY: flock on a file descriptor we own; no memory is shared with the kernel.
         if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {

@@ -197,13 +197,15 @@ impl SnapshotStore {
                     progress(q)
                 };
                 match self.get_to_file(&key, &path, f.size, &mut on_bytes)? {
-                    None => return Err(Error::Missing {
-                        path: self.describe(&key).into(),
-                        detail: format!(
+                    None => {
+                        return Err(Error::Missing {
+                            path: self.describe(&key).into(),
+                            detail: format!(
                             "blob of file {} of snapshot {} of index {} is not in the store; restore another snapshot",
                             f.name, m.sequence, m.index.uuid
                         ),
-                    }),
+                        })
+                    }
                     Some((sha, size)) if sha == f.sha256 && size == f.size => {
                         verdict = None;
                         break;

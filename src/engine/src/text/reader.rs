@@ -221,7 +221,7 @@ impl TextIndex {
                 std::fs::read(dir.join(MANIFEST_FILE)).map_err(|e| Error::io("read", dir.join(MANIFEST_FILE), e))?;
             let manifest = Manifest::parse(dir, &bytes)?;
             let config = manifest.hybrid.config.clone();
-            let mut tail = Tail { from: manifest.hybrid.log.from, end: manifest.hybrid.log.from, ..Tail::default() };
+            let mut tail = Tail::default();
             let (_, stale) = tail.update(&manifest, log)?;
             if stale {
                 // Drained into a segment and the space reused after our read of the manifest.
